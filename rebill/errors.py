@@ -1,0 +1,112 @@
+"""The errors rebill raises, all under one base class.
+
+    RebillError
+    ├── ConfigurationError        a setting is missing or invalid
+    ├── InvalidInput              a merchant's record or option is invalid
+    │   └── InvalidInputFile      one or more records of a file are invalid
+    └── BigCommerceError          a call to BigCommerce failed
+        ├── RequestNotSent        the request certainly never left (connect failed)
+        ├── OutcomeUnknown        the request may have reached BigCommerce
+        │                         (read timeout, connection reset, 5xx)
+        ├── RateLimited           HTTP 429
+        └── ApiError              BigCommerce answered with an error status
+
+Each BigCommerceError carries the HTTP status, BigCommerce's error code, the
+store hash, the order id and the endpoint, never a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RebillError(Exception):
+    """Base class of every error rebill raises on purpose."""
+
+
+class ConfigurationError(RebillError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class InvalidInput(RebillError):
+    """A merchant's record, field or option is invalid.
+
+    `record` names the record (for example "line 3" or "subscription 12") and
+    `field` the field inside it, so a merchant can find and fix the value.
+    """
+
+    def __init__(self, record: str, field: str, message: str) -> None:
+        self.record = record
+        self.field = field
+        self.message = message
+        super().__init__(f"{record}: {field}: {message}")
+
+
+class InvalidInputFile(InvalidInput):
+    """One or more records of a file are invalid; nothing from it was written."""
+
+    def __init__(self, path: str, errors: Sequence[InvalidInput]) -> None:
+        self.path = path
+        self.errors = list(errors)
+        lines = "\n".join(f"  {error}" for error in self.errors)
+        RebillError.__init__(
+            self,
+            f"{path}: {len(self.errors)} invalid record(s), nothing was imported:\n"
+            f"{lines}",
+        )
+        self.record = path
+        self.field = ""
+        self.message = str(self)
+
+
+class BigCommerceError(RebillError):
+    """A call to BigCommerce failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        store_hash: str,
+        order_id: int | None = None,
+        http_status: int | None = None,
+        code: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.store_hash = store_hash
+        self.order_id = order_id
+        self.http_status = http_status
+        self.code = code
+        self.detail = message
+        super().__init__(self._describe(message))
+
+    def _describe(self, message: str) -> str:
+        parts = [f"store {self.store_hash}"]
+        if self.order_id is not None:
+            parts.append(f"order {self.order_id}")
+        parts.append(self.endpoint)
+        if self.http_status is not None:
+            parts.append(f"HTTP {self.http_status}")
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        return f"{' '.join(parts)}: {message}"
+
+
+class RequestNotSent(BigCommerceError):
+    """The request never reached BigCommerce, so sending it again is safe."""
+
+
+class OutcomeUnknown(BigCommerceError):
+    """The request may have been processed; reconcile before sending it again."""
+
+
+class RateLimited(BigCommerceError):
+    """BigCommerce answered 429; `retry_after` is in seconds, None when not given."""
+
+    def __init__(self, message: str, *, retry_after: float | None, **context) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **context)
+
+
+class ApiError(BigCommerceError):
+    """BigCommerce answered with an error status and, usually, an error code."""
