@@ -1,0 +1,30 @@
+"""SQLAlchemy models: stores, subscriptions, billing cycles and charge attempts."""
+
+from models.base import Base, UTCDateTime, utcnow
+from models.billing import (
+    CLAIMABLE_STATES,
+    FINAL_STATES,
+    BillingCycle,
+    ChargeAttempt,
+    CycleState,
+    OutcomeClass,
+)
+from models.store import PLAN_QUOTAS, Store
+from models.subscription import EndOfDunning, Subscription, SubscriptionStatus
+
+__all__ = [
+    "CLAIMABLE_STATES",
+    "FINAL_STATES",
+    "PLAN_QUOTAS",
+    "Base",
+    "BillingCycle",
+    "ChargeAttempt",
+    "CycleState",
+    "EndOfDunning",
+    "OutcomeClass",
+    "Store",
+    "Subscription",
+    "SubscriptionStatus",
+    "UTCDateTime",
+    "utcnow",
+]

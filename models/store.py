@@ -1,0 +1,38 @@
+"""A BigCommerce store that rebill bills for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+# Store API requests allowed per 30-second window on each BigCommerce plan.
+PLAN_QUOTAS = {"standard": 150, "plus": 150, "pro": 450}
+
+
+class Store(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    # The store API access token. NOTE: stored as given; encryption at rest is not
+    # implemented yet, so the database must be treated as holding secrets.
+    access_token: Mapped[str] = mapped_column(sa.String(255))
+    api_url: Mapped[str] = mapped_column(sa.String(255))
+    payments_url: Mapped[str] = mapped_column(sa.String(255))
+    plan: Mapped[str] = mapped_column(sa.String(20), default="plus")
+    api_quota: Mapped[int] = mapped_column(default=150)
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
+    retry_policy: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    billing_paused: Mapped[bool] = mapped_column(default=False)
+    billing_paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Store {self.id} {self.store_hash}>"

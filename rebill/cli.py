@@ -1,0 +1,348 @@
+"""The `rebill` command: one group with a verb subcommand per job."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from models import utcnow
+from rebill import logs
+from rebill.errors import InvalidInput, RebillError
+from rebill.runtime import Runtime
+from rebill.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_runtime() -> Runtime:
+    """Read and validate the settings, then connect to the database."""
+    try:
+        settings = Settings.from_env()
+    except RebillError as error:
+        raise click.ClickException(str(error)) from None
+    logs.configure(settings.log_level)
+    return Runtime.from_settings(settings)
+
+
+def reports_errors(function: F) -> F:
+    """Turn rebill's own errors into a one-line message and exit status 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except RebillError as error:
+            raise click.ClickException(str(error)) from None
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+def main() -> None:
+    """rebill: recurring billing for BigCommerce stores."""
+
+
+@main.command()
+@reports_errors
+def migrate() -> None:
+    """Create or upgrade the database tables to the newest revision."""
+    from rebill.migrations import upgrade
+
+    runtime = load_runtime()
+    upgrade(runtime.settings.database_url)
+    click.echo("database is at the newest revision")
+
+
+@main.group()
+def stores() -> None:
+    """Add and list stores."""
+
+
+def validate_timezone(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"{value!r} is not an IANA time zone; use a name like America/New_York",
+            param=param,
+        ) from None
+    return value
+
+
+def validate_currency(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from rebill.money import currency_exponent
+
+    if value is None:
+        return None
+    try:
+        currency_exponent(value)
+    except InvalidInput as error:
+        raise click.BadParameter(error.message, param=param) from None
+    return value.upper()
+
+
+@stores.command("add")
+@click.option("--hash", "store_hash", required=True, help="BigCommerce store hash.")
+@click.option(
+    "--token",
+    envvar="REBILL_STORE_TOKEN",
+    prompt="Store API access token",
+    hide_input=True,
+    help="Store API access token (read from REBILL_STORE_TOKEN or asked for; "
+    "avoid passing it on the command line).",
+)
+@click.option("--name", default="", help="Display name of the store.")
+@click.option("--api-url", default=None, help="Root URL of the store API.")
+@click.option("--payments-url", default=None, help="Root URL of the payments host.")
+@click.option(
+    "--plan",
+    type=click.Choice(["standard", "plus", "pro", "enterprise"]),
+    default="plus",
+    help="BigCommerce plan, which sets the store API quota.",
+)
+@click.option(
+    "--api-quota", type=click.IntRange(min=1), help="Requests per 30 s (enterprise)."
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    callback=validate_timezone,
+    help="IANA time zone of the store, for its billing hour.",
+)
+@click.option(
+    "--currency",
+    default="USD",
+    callback=validate_currency,
+    help="Default ISO-4217 currency of the store's subscriptions.",
+)
+@reports_errors
+def stores_add(
+    store_hash: str,
+    token: str,
+    name: str,
+    api_url: str | None,
+    payments_url: str | None,
+    plan: str,
+    api_quota: int | None,
+    timezone: str,
+    currency: str,
+) -> None:
+    """Add a store that rebill bills for."""
+    from rebill.subscriptions import add_store
+
+    runtime = load_runtime()
+    with runtime.sessions() as session:
+        store = add_store(
+            session,
+            store_hash=store_hash,
+            access_token=token,
+            api_url=api_url or runtime.settings.bigcommerce_api_url,
+            payments_url=payments_url or runtime.settings.bigcommerce_payments_url,
+            name=name,
+            plan=plan,
+            api_quota=api_quota,
+            timezone=timezone,
+            currency=currency,
+        )
+        session.commit()
+        click.echo(f"store {store.store_hash} added (id {store.id})")
+
+
+@stores.command("list")
+@reports_errors
+def stores_list() -> None:
+    """List stores with their plan and billing state."""
+    import sqlalchemy as sa
+
+    from models import Store
+
+    runtime = load_runtime()
+    with runtime.sessions() as session:
+        for store in session.scalars(sa.select(Store).order_by(Store.id)):
+            state = (
+                f"paused: {store.billing_paused_reason}"
+                if store.billing_paused
+                else "billing"
+            )
+            click.echo(
+                f"{store.id}\t{store.store_hash}\t{store.plan}\t{store.currency}\t"
+                f"{store.timezone}\t{state}"
+            )
+
+
+@main.group()
+def subscriptions() -> None:
+    """Add, import and list subscriptions."""
+
+
+@subscriptions.command("add")
+@click.option("--store", "store_hash", required=True, help="Store hash.")
+@click.option(
+    "--customer-id", required=True, type=int, help="BigCommerce customer id (not 0)."
+)
+@click.option("--cron", required=True, help="Billing schedule, e.g. '0 9 1 * *'.")
+@click.option("--timezone", required=True, help="IANA time zone of the schedule.")
+@click.option(
+    "--template",
+    "template_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file with the order template (billing_address, products, ...).",
+)
+@click.option("--currency", default=None, help="ISO-4217 code; default: the store's.")
+@click.option("--reference", default=None, help="Your own id for the subscription.")
+@click.option("--payment-method-id", default=None, help="Preferred payment method id.")
+@click.option(
+    "--first-billing-at",
+    default=None,
+    help="First renewal, ISO-8601 with offset; default: the schedule's next run.",
+)
+@reports_errors
+def subscriptions_add(
+    store_hash: str,
+    customer_id: int,
+    cron: str,
+    timezone: str,
+    template_path: Path,
+    currency: str | None,
+    reference: str | None,
+    payment_method_id: str | None,
+    first_billing_at: str | None,
+) -> None:
+    """Add one subscription."""
+    try:
+        template = json.loads(template_path.read_text())
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(
+            f"{template_path} is not valid JSON: {error}", param_hint="--template"
+        ) from None
+    record = {
+        "store": store_hash,
+        "customer_id": customer_id,
+        "cron": cron,
+        "timezone": timezone,
+        "order_template": template,
+    }
+    optional = {
+        "currency": currency,
+        "reference": reference,
+        "payment_method_id": payment_method_id,
+        "first_billing_at": first_billing_at,
+    }
+    record.update({key: value for key, value in optional.items() if value is not None})
+    added = import_records(load_runtime(), [("subscription", record)], "command line")
+    click.echo(f"subscription {added[0]} added")
+
+
+@subscriptions.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reports_errors
+def subscriptions_import(path: Path) -> None:
+    """Import subscriptions from a JSON array or JSON-lines file, all or nothing."""
+    from rebill.subscription_input import read_records
+
+    runtime = load_runtime()
+    added = import_records(runtime, read_records(path), str(path))
+    click.echo(f"{len(added)} subscription(s) imported from {path}")
+
+
+def import_records(
+    runtime: Runtime, records: list[tuple[str, object]], source: str
+) -> list[int]:
+    """Validate every record, then add them all in one transaction."""
+    from rebill.errors import InvalidInputFile
+    from rebill.subscription_input import parse_subscription
+    from rebill.subscriptions import add_subscriptions, store_currency
+
+    with runtime.sessions() as session:
+        specs, errors = [], []
+        for label, record in records:
+            try:
+                store = record.get("store") if isinstance(record, dict) else None
+                currency = (
+                    store_currency(session, store) if isinstance(store, str) else None
+                )
+                specs.append(
+                    (
+                        label,
+                        parse_subscription(
+                            record, label=label, default_currency=currency
+                        ),
+                    )  # type: ignore[arg-type]
+                )
+            except InvalidInput as error:
+                errors.append(error)
+        if errors:
+            raise InvalidInputFile(source, errors)
+        added = add_subscriptions(session, specs, utcnow(), source=source)
+        session.commit()
+        return [subscription.id for subscription in added]
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@reports_errors
+def scheduler(once: bool) -> None:
+    """Run the scheduler: open due renewals and queue them for the workers."""
+    from scheduler.daemon import run_forever, run_once
+
+    runtime = load_runtime()
+    if once:
+        click.echo(str(run_once(runtime)))
+        return
+    run_forever(runtime)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=8800,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port to listen on.",
+)
+def sandbox(host: str, port: int) -> None:
+    """Run the local BigCommerce sandbox (never for production)."""
+    from sandbox.server import serve_forever
+
+    logs.configure("INFO")
+    serve_forever(host, port)
+
+
+@main.command()
+@click.option(
+    "--subscriptions",
+    "count",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Number of subscriptions to renew.",
+)
+@click.option(
+    "--workdir",
+    default=".rebill/demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the demo's SQLite database and logs (emptied first).",
+)
+@reports_errors
+def demo(count: int, workdir: Path) -> None:
+    """Renew subscriptions end to end against the local sandbox and summarise."""
+    from rebill.demo import run_demo
+
+    logs.configure("WARNING")
+    sys.exit(run_demo(count=count, workdir=workdir))

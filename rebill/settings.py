@@ -1,0 +1,149 @@
+"""Every setting of rebill, read from REBILL_* environment variables.
+
+Each setting has one line of description, a default and a unit. Every role calls
+`Settings.from_env()` at start-up, so an invalid value stops the process with a
+message that names the variable instead of failing at the first charge.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from rebill.errors import ConfigurationError
+
+PREFIX = "REBILL_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field of Settings is read from the environment."""
+
+    description: str
+    unit: str = ""
+    secret: bool = False
+
+
+def _setting(default: Any, description: str, unit: str = "", secret: bool = False):
+    return field(
+        default=default,
+        metadata={"setting": Setting(description, unit, secret)},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = _setting(
+        "sqlite:///.rebill/rebill.db",
+        "SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/rebill",
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis URL for the Celery broker and the rate limiter; empty starts an "
+        "embedded Redis (demo only)",
+    )
+    bigcommerce_api_url: str = _setting(
+        "https://api.bigcommerce.com",
+        "root URL of the BigCommerce store API for stores added without --api-url",
+    )
+    bigcommerce_payments_url: str = _setting(
+        "https://payments.bigcommerce.com",
+        "root URL of the BigCommerce payments host for stores added without "
+        "--payments-url",
+    )
+    http_connect_timeout: float = _setting(
+        5.0, "time allowed to open a connection to BigCommerce", "seconds"
+    )
+    http_read_timeout: float = _setting(
+        30.0, "time allowed for BigCommerce to answer once a request is sent", "seconds"
+    )
+    scheduler_interval: float = _setting(
+        30.0, "pause between two scheduler ticks", "seconds"
+    )
+    scheduler_batch_size: int = _setting(
+        500, "due subscriptions claimed per database transaction", "rows"
+    )
+    requeue_after: float = _setting(
+        600.0,
+        "age after which a queued renewal that no worker started is queued again",
+        "seconds",
+    )
+    charge_lease: float = _setting(
+        900.0,
+        "age after which a renewal claimed by a worker that never reported back is "
+        "treated as an unknown outcome",
+        "seconds",
+    )
+    worker_concurrency: int = _setting(
+        8, "threads per Celery worker process", "threads"
+    )
+    log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting, raising ConfigurationError on the first invalid one."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            name = env_name(item.name)
+            if name not in environ:
+                continue
+            values[item.name] = _convert(name, environ[name], item.type)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check ranges that a type conversion alone does not catch."""
+        positive = (
+            "http_connect_timeout",
+            "http_read_timeout",
+            "scheduler_interval",
+            "scheduler_batch_size",
+            "requeue_after",
+            "charge_lease",
+            "worker_concurrency",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(
+                    f"{env_name(name)}={getattr(self, name)} is invalid: "
+                    "it must be greater than 0"
+                )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigurationError(
+                f"{env_name('log_level')}={self.log_level!r} is invalid: "
+                "use DEBUG, INFO, WARNING or ERROR"
+            )
+
+    def describe(self) -> list[tuple[str, str, Setting]]:
+        """Return (variable, value shown, setting) rows with secrets masked."""
+        rows = []
+        for item in fields(self):
+            setting: Setting = item.metadata["setting"]
+            value = str(getattr(self, item.name))
+            if setting.secret and value:
+                value = "********"
+            rows.append((env_name(item.name), value, setting))
+        return rows
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(name: str, raw: str, type_name: Any) -> Any:
+    converters: dict[str, Callable[[str], Any]] = {
+        "str": str,
+        "int": int,
+        "float": float,
+    }
+    converter = converters[str(type_name)]
+    try:
+        return converter(raw.strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}={raw!r} is invalid: expected a number ({type_name})"
+        ) from None

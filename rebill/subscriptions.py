@@ -1,0 +1,154 @@
+"""Write merchants' subscriptions and stores to the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models import PLAN_QUOTAS, Store, Subscription, SubscriptionStatus
+from rebill.errors import InvalidInput, InvalidInputFile
+from rebill.subscription_input import SubscriptionSpec
+from scheduler.schedule import next_run
+
+
+def store_currency(session: Session, store_hash: str) -> str | None:
+    """Return the store's default currency, or None if the store is unknown."""
+    return session.scalar(
+        sa.select(Store.currency).where(Store.store_hash == store_hash)
+    )
+
+
+def add_subscriptions(
+    session: Session,
+    specs: Sequence[tuple[str, SubscriptionSpec]],
+    now: datetime,
+    *,
+    source: str = "input",
+) -> list[Subscription]:
+    """Add labelled specs; raise InvalidInputFile, adding nothing, if any is invalid."""
+    stores = {
+        store.store_hash: store
+        for store in session.scalars(
+            sa.select(Store).where(
+                Store.store_hash.in_({s.store_hash for _, s in specs})
+            )
+        )
+    }
+    errors = [
+        error
+        for label, spec in specs
+        for error in _conflicts(session, stores, label, spec)
+    ]
+    if errors:
+        raise InvalidInputFile(source, errors)
+    added = [_new_subscription(stores[spec.store_hash], spec, now) for _, spec in specs]
+    session.add_all(added)
+    session.flush()
+    return added
+
+
+def _conflicts(
+    session: Session, stores: dict[str, Store], label: str, spec: SubscriptionSpec
+) -> list[InvalidInput]:
+    store = stores.get(spec.store_hash)
+    if store is None:
+        return [
+            InvalidInput(
+                label,
+                "store",
+                f"store {spec.store_hash!r} is not known; add it first with "
+                "'rebill stores add'",
+            )
+        ]
+    if spec.reference is None:
+        return []
+    taken = session.scalar(
+        sa.select(Subscription.id).where(
+            Subscription.store_id == store.id, Subscription.reference == spec.reference
+        )
+    )
+    if taken is None:
+        return []
+    return [
+        InvalidInput(
+            label,
+            "reference",
+            f"store {spec.store_hash} already has subscription {taken} with "
+            f"reference {spec.reference!r}",
+        )
+    ]
+
+
+def _new_subscription(
+    store: Store, spec: SubscriptionSpec, now: datetime
+) -> Subscription:
+    first = spec.first_billing_at or next_run(spec.cron, spec.timezone, now)
+    return Subscription(
+        store_id=store.id,
+        reference=spec.reference,
+        customer_id=spec.customer_id,
+        cron=spec.cron,
+        timezone=spec.timezone,
+        currency=spec.currency,
+        order_template=spec.order_template.to_json(),
+        amount_minor=spec.order_template.total_minor_units(spec.currency),
+        next_billing_at=first,
+        status=SubscriptionStatus.ACTIVE,
+        payment_method_id=spec.payment_method_id,
+        instrument_token=spec.instrument_token,
+        end_of_dunning_action=spec.end_of_dunning_action,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def add_store(
+    session: Session,
+    *,
+    store_hash: str,
+    access_token: str,
+    api_url: str,
+    payments_url: str,
+    name: str = "",
+    plan: str = "plus",
+    api_quota: int | None = None,
+    timezone: str = "UTC",
+    currency: str = "USD",
+) -> Store:
+    """Add a store; raise InvalidInput naming the option that is wrong."""
+    record = f"store {store_hash}"
+    if session.scalar(sa.select(Store.id).where(Store.store_hash == store_hash)):
+        raise InvalidInput(
+            record, "store_hash", "a store with this hash already exists"
+        )
+    if plan not in (*PLAN_QUOTAS, "enterprise"):
+        raise InvalidInput(
+            record,
+            "plan",
+            f"{plan!r} is not a plan: use standard, plus, pro or enterprise",
+        )
+    quota = api_quota if api_quota is not None else PLAN_QUOTAS.get(plan)
+    if quota is None or quota <= 0:
+        raise InvalidInput(
+            record,
+            "api_quota",
+            "an enterprise store needs its quota (requests per 30 s)",
+        )
+    store = Store(
+        store_hash=store_hash,
+        name=name,
+        access_token=access_token,
+        api_url=api_url.rstrip("/"),
+        payments_url=payments_url.rstrip("/"),
+        plan=plan,
+        api_quota=quota,
+        timezone=timezone,
+        currency=currency,
+        retry_policy={},
+    )
+    session.add(store)
+    session.flush()
+    return store

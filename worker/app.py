@@ -1,0 +1,71 @@
+"""The Celery application and its one task.
+
+Settings chosen for money: a task is acknowledged only after it ran (a worker
+killed mid-task means the task is delivered again, and the cycle's claim makes
+the second delivery harmless); a worker takes one task at a time per thread;
+results are not stored; only JSON is accepted. Long waits never live in Celery:
+a retry waits in the database as next_attempt_at and the scheduler queues it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from rebill.errors import ConfigurationError
+from rebill.runtime import process_runtime
+from rebill.settings import Settings, env_name
+
+logger = logging.getLogger(__name__)
+
+RENEW_TASK = "rebill.renew"
+QUEUE = "rebill"
+
+# Redis redelivers a task not acknowledged within this time, so it must exceed
+# the longest renewal (a few API calls with their timeouts).
+VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    if not settings.redis_url:
+        raise ConfigurationError(
+            f"{env_name('redis_url')} is not set: the worker and the scheduler need a "
+            "Redis, for example redis://127.0.0.1:6379/0"
+        )
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": QUEUE,
+        "worker_pool": "threads",
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("rebill", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    return app
+
+
+def make_worker_app() -> Celery:
+    """The app that `celery -A worker worker` runs, with the renew task."""
+    app = make_celery(Settings.from_env())
+
+    @app.task(name=RENEW_TASK, acks_late=True)
+    def renew_task(cycle_id: int) -> None:
+        from worker.renewal import renew
+
+        renew(cycle_id, process_runtime())
+
+    return app
