@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
@@ -80,6 +80,16 @@ class ResponseInfo:
     headers: Mapping[str, str]
 
 
+class RequestGate(Protocol):
+    """Admits requests under a store's rate limits (see rebill.limiter)."""
+
+    def before(self, host: str) -> None:
+        """Wait briefly or raise RateLimitWait; `host` is "api" or "payments"."""
+
+    def after(self, info: ResponseInfo) -> None:
+        """Learn from an answer's status and rate-limit headers."""
+
+
 class BigCommerceClient:
     """Calls BigCommerce on behalf of one store."""
 
@@ -90,12 +100,12 @@ class BigCommerceClient:
         connect_timeout: float,
         read_timeout: float,
         session: requests.Session | None = None,
-        on_response: Callable[[ResponseInfo], None] | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self.credentials = credentials
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
-        self.on_response = on_response
+        self.gate = gate
 
     @property
     def store_hash(self) -> str:
@@ -224,6 +234,8 @@ class BigCommerceClient:
     ) -> Any:
         context = self._context(endpoint, order_id)
         headers["User-Agent"] = USER_AGENT
+        if self.gate is not None:
+            self.gate.before(host)
         started = time.monotonic()
         try:
             response = self.session.request(
@@ -240,8 +252,8 @@ class BigCommerceClient:
             response.status_code,
             time.monotonic() - started,
         )
-        if self.on_response is not None:
-            self.on_response(ResponseInfo(host, response.status_code, response.headers))
+        if self.gate is not None:
+            self.gate.after(ResponseInfo(host, response.status_code, response.headers))
         return read_answer(response, context)
 
     def _context(self, endpoint: str, order_id: int | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ before doing anything that depends on the change.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -43,7 +44,7 @@ def claim_cycle(session: Session, cycle: BillingCycle, now: datetime) -> int | N
             updated_at=now,
         )
     )
-    if claimed.rowcount != 1:
+    if rowcount(claimed) != 1:
         return None
     attempt = ChargeAttempt(cycle_id=cycle.id, number=seen_count + 1, started_at=now)
     session.add(attempt)
@@ -81,7 +82,7 @@ def mark_payment_sent(
             instrument_last4=instrument_last4,
         )
     )
-    return marked.rowcount == 1
+    return rowcount(marked) == 1
 
 
 def finish_attempt(
@@ -111,7 +112,7 @@ def finish_attempt(
             transaction_id=transaction_id,
         )
     )
-    return finished.rowcount == 1
+    return rowcount(finished) == 1
 
 
 def move_cycle(
@@ -129,7 +130,7 @@ def move_cycle(
         .where(BillingCycle.id == cycle_id, BillingCycle.state.in_(expected))
         .values(state=state, updated_at=now, **values)
     )
-    return moved.rowcount == 1
+    return rowcount(moved) == 1
 
 
 def set_order(session: Session, cycle_id: int, order_id: int) -> None:
@@ -139,3 +140,8 @@ def set_order(session: Session, cycle_id: int, order_id: int) -> None:
         .where(BillingCycle.id == cycle_id, BillingCycle.order_id.is_(None))
         .values(order_id=order_id)
     )
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """Rows matched by an UPDATE."""
+    return cast(sa.CursorResult[Any], result).rowcount

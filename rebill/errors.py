@@ -4,6 +4,7 @@
     ├── ConfigurationError        a setting is missing or invalid
     ├── InvalidInput              a merchant's record or option is invalid
     │   └── InvalidInputFile      one or more records of a file are invalid
+    ├── RateLimitWait             the limiter will not admit a request soon enough
     └── BigCommerceError          a call to BigCommerce failed
         ├── RequestNotSent        the request certainly never left (connect failed)
         ├── OutcomeUnknown        the request may have reached BigCommerce
@@ -57,6 +58,22 @@ class InvalidInputFile(InvalidInput):
         self.record = path
         self.field = ""
         self.message = str(self)
+
+
+class RateLimitWait(RebillError):
+    """The rate limiter would make this request wait `seconds`; nothing was sent.
+
+    Raised instead of blocking a worker thread, so the renewal can give its
+    thread back and come back after the wait.
+    """
+
+    def __init__(self, store_hash: str, host: str, seconds: float) -> None:
+        self.store_hash = store_hash
+        self.host = host
+        self.seconds = seconds
+        super().__init__(
+            f"store {store_hash}: {host} rate limit, next request in {seconds:.2f} s"
+        )
 
 
 class BigCommerceError(RebillError):

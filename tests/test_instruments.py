@@ -68,7 +68,9 @@ def test_expired_default_card_is_skipped() -> None:
 
 
 def test_no_instrument_gives_reason() -> None:
-    choice = choose_instrument([], preferred_method=None, preferred_token=None, today=TODAY)
+    choice = choose_instrument(
+        [], preferred_method=None, preferred_token=None, today=TODAY
+    )
     assert choice.instrument is None
     assert "no stored instrument" in choice.reason
 

@@ -18,9 +18,7 @@ def test_migrations_create_every_table(database_url: str) -> None:
 def test_models_match_migrations(database_url: str) -> None:
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True}
-        )
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert differences == []

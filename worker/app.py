@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
-from rebill.errors import ConfigurationError
+from rebill.errors import ConfigurationError, RateLimitWait
 from rebill.runtime import process_runtime
 from rebill.settings import Settings, env_name
 
@@ -26,6 +26,8 @@ QUEUE = "rebill"
 # Redis redelivers a task not acknowledged within this time, so it must exceed
 # the longest renewal (a few API calls with their timeouts).
 VISIBILITY_TIMEOUT_SECONDS = 3600
+# Longest delay given to a task in the broker; longer waits live in the database.
+MAX_COUNTDOWN_SECONDS = 120
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,10 +64,16 @@ def make_worker_app() -> Celery:
     """The app that `celery -A worker worker` runs, with the renew task."""
     app = make_celery(Settings.from_env())
 
-    @app.task(name=RENEW_TASK, acks_late=True)
-    def renew_task(cycle_id: int) -> None:
+    @app.task(name=RENEW_TASK, acks_late=True, bind=True)
+    def renew_task(task: Task, cycle_id: int) -> None:
         from worker.renewal import renew
 
-        renew(cycle_id, process_runtime())
+        try:
+            renew(cycle_id, process_runtime())
+        except RateLimitWait as wait:
+            # A short wait comes back as a delayed task; the scheduler also
+            # queues the cycle once its next_attempt_at has passed.
+            if wait.seconds <= MAX_COUNTDOWN_SECONDS:
+                task.apply_async(args=[cycle_id], countdown=wait.seconds)
 
     return app

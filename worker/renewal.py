@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ from models import (
 )
 from rebill import cycles
 from rebill.client import BigCommerceClient, PaymentResult
-from rebill.errors import ApiError, BigCommerceError
+from rebill.errors import ApiError, BigCommerceError, RateLimitWait
 from rebill.money import to_minor_units
 from rebill.order_template import OrderTemplate
 from rebill.policy import classify_error
@@ -77,6 +77,9 @@ def renew(
         result = charge(renewal, client, runtime, clock)
     except AttemptEnded as ended:
         return str(ended)
+    except RateLimitWait as wait:
+        release_for_wait(renewal, wait, runtime, clock())
+        raise
     except BigCommerceError as error:
         return record_failure(renewal, error, runtime, clock())
     return record_result(renewal, result, runtime, clock())
@@ -247,6 +250,28 @@ def charge(
     return client.process_payment(order_id, pat, instrument)
 
 
+def release_for_wait(
+    renewal: Renewal, wait: RateLimitWait, runtime: Runtime, now: datetime
+) -> None:
+    """Give the cycle back, unsent, to be claimed again once the limiter allows.
+
+    The limiter raises before a request leaves, and the payment request is the
+    last one, so no payment was sent by this attempt.
+    """
+    end_attempt(
+        renewal,
+        runtime,
+        now,
+        outcome=OutcomeClass.NOT_CHARGED,
+        state=CycleState.RETRY_SCHEDULED,
+        message=str(wait),
+        next_attempt_at=now + timedelta(seconds=wait.seconds),
+    )
+    logger.info(
+        "%s: waiting %.2f s for the %s rate limit", renewal.ids, wait.seconds, wait.host
+    )
+
+
 def record_result(
     renewal: Renewal, result: PaymentResult, runtime: Runtime, now: datetime
 ) -> str:
@@ -318,6 +343,7 @@ def end_attempt(
     error_code: int | None = None,
     transaction_id: str | None = None,
     paid_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
 ) -> None:
     """Close the attempt and move the cycle in one transaction."""
     with runtime.sessions() as session:
@@ -340,6 +366,8 @@ def end_attempt(
             values["transaction_id"] = transaction_id
         if paid_at is not None:
             values["paid_at"] = paid_at
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
         cycles.move_cycle(
             session,
             renewal.cycle.id,
