@@ -1,0 +1,121 @@
+"""Admin endpoints under /_sandbox/ that seed and inspect the state over HTTP.
+
+They mirror SandboxState's methods, so a process that has only the sandbox URL
+(a Celery worker, a browser, a demo script) can set up stores and count
+charges. Errors respond `{"error": "<message>"}` with status 400, 404 or 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from sandbox.errors import SetupError
+from sandbox.state import SandboxState
+
+INSTRUMENT_OPTIONS = (
+    "kind",
+    "payment_method_id",
+    "brand",
+    "last_4",
+    "expiry_month",
+    "expiry_year",
+    "email",
+    "is_default",
+    "behavior",
+)
+
+
+def json_object() -> dict[str, Any]:
+    body = request.get_json(force=True, silent=True)
+    if body is None and not request.get_data():
+        return {}
+    if not isinstance(body, dict):
+        raise SetupError("the request body must be a JSON object")
+    return body
+
+
+def required(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise SetupError(f"missing field '{name}' in the request body")
+    return body[name]
+
+
+def options(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(names))
+    if unknown:
+        raise SetupError(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(names)}"
+        )
+    return {name: body[name] for name in names if name in body}
+
+
+def create_blueprint(state: SandboxState) -> Blueprint:
+    """Build the /_sandbox/ routes for `state`."""
+    admin = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
+
+    @admin.post("/stores")
+    def add_store() -> tuple[Response, int]:
+        body = json_object()
+        store_hash = required(body, "store_hash")
+        extra = options(
+            {k: v for k, v in body.items() if k not in ("store_hash", "access_token")},
+            ("plan", "currency"),
+        )
+        state.add_store(store_hash, required(body, "access_token"), **extra)
+        return jsonify({"store_hash": store_hash}), 201
+
+    @admin.post("/stores/<store_hash>/customers")
+    def add_customer(store_hash: str) -> tuple[Response, int]:
+        customer_id = required(json_object(), "customer_id")
+        state.add_customer(store_hash, customer_id)
+        return jsonify({"customer_id": customer_id}), 201
+
+    @admin.post("/stores/<store_hash>/customers/<int:customer_id>/instruments")
+    def add_instrument(store_hash: str, customer_id: int) -> tuple[Response, int]:
+        settings = options(json_object(), INSTRUMENT_OPTIONS)
+        token = state.add_instrument(store_hash, customer_id, **settings)
+        return jsonify({"token": token}), 201
+
+    @admin.delete("/stores/<store_hash>/instruments/<token>")
+    def remove_instrument(store_hash: str, token: str) -> tuple[str, int]:
+        state.remove_instrument(store_hash, token)
+        return "", 204
+
+    @admin.get("/ledger")
+    def whole_ledger() -> Response:
+        return jsonify({"data": state.ledger()})
+
+    @admin.get("/stores/<store_hash>/ledger")
+    def store_ledger(store_hash: str) -> Response:
+        return jsonify({"data": state.ledger(store_hash)})
+
+    @admin.get("/stores/<store_hash>/orders")
+    def orders(store_hash: str) -> Response:
+        return jsonify({"data": state.orders(store_hash)})
+
+    @admin.get("/stores/<store_hash>/orders/<int:order_id>/charges")
+    def charges(store_hash: str, order_id: int) -> Response:
+        count = state.charges_for_order(store_hash, order_id)
+        return jsonify({"order_id": order_id, "charges": count})
+
+    @admin.get("/stores/<store_hash>/pats")
+    def pats(store_hash: str) -> Response:
+        return jsonify({"data": state.pats(store_hash)})
+
+    @admin.get("/clock")
+    def clock() -> Response:
+        return jsonify({"now": state.now().isoformat()})
+
+    @admin.post("/clock")
+    def advance_clock() -> Response:
+        seconds = required(json_object(), "advance_seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise SetupError(
+                f"invalid advance_seconds {seconds!r}: use a number of seconds"
+            )
+        state.advance_clock(seconds)
+        return jsonify({"now": state.now().isoformat()})
+
+    return admin

@@ -1,0 +1,114 @@
+"""The sandbox's Flask application: store API, payments host and admin API.
+
+URL layout, with `{url}` the server's base URL:
+
+- `{url}/stores/{hash}/v2/...` and `/v3/...`: the store API (X-Auth-Token).
+- `{url}/payments-host/stores/{hash}/payments`: Process Payment (PAT).
+- `{url}/_sandbox/...`: seeding and inspection for tests and demos.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from sandbox import admin, payments_host, store_api
+from sandbox.errors import ApiRejection, Envelope, SetupError
+from sandbox.state import SandboxState
+
+logger = logging.getLogger(__name__)
+
+STATUS_CODES_URL = (
+    "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
+)
+
+# Instrument tokens are 64 hex characters; logs keep only their last four.
+TOKEN_PATTERN = re.compile(r"[0-9a-f]{60}([0-9a-f]{4})")
+
+
+def create_app(state: SandboxState) -> Flask:
+    """Build the WSGI app that serves `state`."""
+    app = Flask("sandbox")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["sandbox_state"] = state
+    app.register_blueprint(store_api.create_blueprint(state))
+    app.register_blueprint(payments_host.create_blueprint(state))
+    app.register_blueprint(admin.create_blueprint(state))
+    app.register_error_handler(ApiRejection, render_rejection)
+    app.register_error_handler(SetupError, render_setup_error)
+    app.register_error_handler(HTTPException, render_http_exception)
+    app.before_request(start_timer)
+    app.after_request(log_request)
+    return app
+
+
+def envelope_for_path(path: str) -> Envelope:
+    if path.startswith("/payments-host/") or "/v3/payments/" in path:
+        return Envelope.PAYMENTS
+    if "/v2/" in path:
+        return Envelope.V2
+    return Envelope.V3
+
+
+def error_body(envelope: Envelope, status: int, message: str, code: int | None):
+    if envelope is Envelope.V2:
+        return [{"status": status, "message": message}]
+    body: dict[str, object] = {
+        "status": status,
+        "title": message,
+        "type": STATUS_CODES_URL,
+    }
+    if envelope is Envelope.PAYMENTS and code is not None:
+        body["code"] = code
+    return body
+
+
+def render_rejection(error: ApiRejection) -> Response:
+    envelope = error.envelope or envelope_for_path(request.path)
+    response = jsonify(
+        error_body(envelope, error.http_status, error.message, error.code)
+    )
+    response.status_code = error.http_status
+    response.headers.update(error.headers)
+    return response
+
+
+def render_setup_error(error: SetupError) -> Response:
+    response = jsonify({"error": str(error)})
+    response.status_code = error.http_status
+    return response
+
+
+def render_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    message = error.description or error.name
+    response = jsonify(
+        error_body(envelope_for_path(request.path), status, message, None)
+    )
+    response.status_code = status
+    return response
+
+
+def start_timer() -> None:
+    g.started = time.monotonic()
+
+
+def redact_path(path: str) -> str:
+    return TOKEN_PATTERN.sub(r"...\1", path)
+
+
+def log_request(response: Response) -> Response:
+    """Log one INFO line per answered request, with tokens cut to four characters."""
+    elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+    logger.info(
+        "%s %s -> %s (%.1f ms)",
+        request.method,
+        redact_path(request.path),
+        response.status_code,
+        elapsed_ms,
+    )
+    return response

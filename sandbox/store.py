@@ -1,0 +1,58 @@
+"""One simulated BigCommerce store: its customers, instruments and orders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandbox.instruments import DEFAULT_METHODS, Instrument, PaymentMethod
+from sandbox.orders import Order
+from sandbox.transactions import Transaction
+
+PLANS = ("standard", "plus", "pro", "enterprise")
+
+# BigCommerce numbers the first order of a new store 100.
+FIRST_ORDER_ID = 100
+
+
+@dataclass
+class Store:
+    """A store and everything the sandbox keeps for it. Guarded by the state lock."""
+
+    store_hash: str
+    access_token: str
+    plan: str
+    currency: str
+    store_id: str  # the numeric id BigCommerce puts in PATs, as a string
+    customers: set[int] = field(default_factory=set)
+    instruments: dict[str, Instrument] = field(default_factory=dict)
+    methods: dict[str, PaymentMethod] = field(
+        default_factory=lambda: {method.id: method for method in DEFAULT_METHODS}
+    )
+    orders: dict[int, Order] = field(default_factory=dict)
+    transactions: dict[int, list[Transaction]] = field(default_factory=dict)
+    next_order_id: int = FIRST_ORDER_ID
+    next_line_id: int = 1
+    next_transaction_id: int = 1
+
+    def take_order_id(self) -> int:
+        self.next_order_id += 1
+        return self.next_order_id - 1
+
+    def take_line_id(self) -> int:
+        self.next_line_id += 1
+        return self.next_line_id - 1
+
+    def take_transaction_id(self) -> int:
+        self.next_transaction_id += 1
+        return self.next_transaction_id - 1
+
+    def instruments_of(self, customer_id: int, method_id: str) -> list[Instrument]:
+        """Return a customer's instruments for a method; none for guests (id 0)."""
+        if customer_id == 0:
+            return []
+        return [
+            instrument
+            for instrument in self.instruments.values()
+            if instrument.customer_id == customer_id
+            and instrument.payment_method_id == method_id
+        ]
