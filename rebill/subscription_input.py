@@ -100,14 +100,16 @@ class SubscriptionSpec:
 
 
 def parse_subscription(
-    record: Mapping[str, object], *, label: str, default_currency: str | None
+    record: object, *, label: str, default_currency: str | None
 ) -> SubscriptionSpec:
     """Validate one subscription record and return it as a SubscriptionSpec.
 
-    `label` names the record in errors ("line 3", "command line"). A key whose
-    value is None counts as absent, so a CLI can pass unset options as None.
-    The record's currency falls back to `default_currency`, normally the
-    store's. Raises InvalidInput for the first invalid field.
+    `record` is typed `object` because it usually comes from read_records, and
+    anything other than a JSON object is reported as invalid. A key whose value
+    is None counts as absent, so a CLI can pass unset options as None.
+    `label` names the record in errors ("line 3", "command line"). The record's
+    currency falls back to `default_currency`, normally the store's. Raises
+    InvalidInput for the first invalid field.
     """
     spec, errors = _parse_record(record, label=label, default_currency=default_currency)
     if errors:
