@@ -14,6 +14,8 @@ from flask import Blueprint, Response, jsonify, request
 from sandbox.errors import SetupError
 from sandbox.state import SandboxState
 
+FAULT_OPTIONS = ("code", "status", "delay", "count", "message")
+SETTLE_OPTIONS = ("order_id", "outcome")
 INSTRUMENT_OPTIONS = (
     "kind",
     "payment_method_id",
@@ -61,7 +63,7 @@ def create_blueprint(state: SandboxState) -> Blueprint:
         store_hash = required(body, "store_hash")
         extra = options(
             {k: v for k, v in body.items() if k not in ("store_hash", "access_token")},
-            ("plan", "currency"),
+            ("plan", "currency", "api_quota"),
         )
         state.add_store(store_hash, required(body, "access_token"), **extra)
         return jsonify({"store_hash": store_hash}), 201
@@ -103,6 +105,30 @@ def create_blueprint(state: SandboxState) -> Blueprint:
     @admin.get("/stores/<store_hash>/pats")
     def pats(store_hash: str) -> Response:
         return jsonify({"data": state.pats(store_hash)})
+
+    @admin.post("/stores/<store_hash>/faults")
+    def inject_fault(store_hash: str) -> tuple[Response, int]:
+        body = json_object()
+        endpoint = required(body, "endpoint")
+        kind = required(body, "kind")
+        rest = {k: v for k, v in body.items() if k not in ("endpoint", "kind")}
+        state.inject_fault(store_hash, endpoint, kind, **options(rest, FAULT_OPTIONS))
+        return jsonify({"data": state.faults(store_hash)}), 201
+
+    @admin.get("/stores/<store_hash>/faults")
+    def list_faults(store_hash: str) -> Response:
+        return jsonify({"data": state.faults(store_hash)})
+
+    @admin.delete("/stores/<store_hash>/faults")
+    def clear_faults(store_hash: str) -> tuple[str, int]:
+        state.clear_faults(store_hash)
+        return "", 204
+
+    @admin.post("/stores/<store_hash>/pending/settle")
+    def settle_pending(store_hash: str) -> Response:
+        settings = options(json_object(), SETTLE_OPTIONS)
+        order_ids = state.settle_pending(store_hash, **settings)
+        return jsonify({"settled_order_ids": order_ids})
 
     @admin.get("/clock")
     def clock() -> Response:

@@ -17,14 +17,16 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox import admin, payments_host, store_api
-from sandbox.errors import ApiRejection, Envelope, SetupError
+from sandbox.errors import ApiRejection, SetupError
+from sandbox.responses import (
+    envelope_for_path,
+    error_body,
+    render_rejection,
+    render_setup_error,
+)
 from sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
-
-STATUS_CODES_URL = (
-    "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
-)
 
 # Instrument tokens are 64 hex characters; logs keep only their last four.
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{60}([0-9a-f]{4})")
@@ -46,44 +48,10 @@ def create_app(state: SandboxState) -> Flask:
     return app
 
 
-def envelope_for_path(path: str) -> Envelope:
-    if path.startswith("/payments-host/") or "/v3/payments/" in path:
-        return Envelope.PAYMENTS
-    if "/v2/" in path:
-        return Envelope.V2
-    return Envelope.V3
-
-
-def error_body(envelope: Envelope, status: int, message: str, code: int | None):
-    if envelope is Envelope.V2:
-        return [{"status": status, "message": message}]
-    body: dict[str, object] = {
-        "status": status,
-        "title": message,
-        "type": STATUS_CODES_URL,
-    }
-    if envelope is Envelope.PAYMENTS and code is not None:
-        body["code"] = code
-    return body
-
-
-def render_rejection(error: ApiRejection) -> Response:
-    envelope = error.envelope or envelope_for_path(request.path)
-    response = jsonify(
-        error_body(envelope, error.http_status, error.message, error.code)
-    )
-    response.status_code = error.http_status
-    response.headers.update(error.headers)
-    return response
-
-
-def render_setup_error(error: SetupError) -> Response:
-    response = jsonify({"error": str(error)})
-    response.status_code = error.http_status
-    return response
-
-
 def render_http_exception(error: HTTPException) -> Response:
+    if error.response is not None:
+        # A response built on purpose, such as an injected bare 429.
+        return error.response  # type: ignore[return-value]
     status = error.code or 500
     message = error.description or error.name
     response = jsonify(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from sandbox.errors import ApiRejection
+from sandbox.fault_hooks import apply_after_charge, apply_before
+from sandbox.responses import render_rejection
 from sandbox.state import SandboxState
 
 
@@ -14,13 +17,22 @@ def create_blueprint(state: SandboxState) -> Blueprint:
     )
 
     @host.post("/payments")
-    def process_payment(store_hash: str) -> tuple[Response, int]:
-        data = state.process_payment(
-            store_hash,
-            authorization=request.headers.get("Authorization"),
-            accept=request.headers.get("Accept"),
-            body=request.get_json(force=True, silent=True),
-        )
-        return jsonify({"data": data}), 201
+    def process_payment(store_hash: str) -> Response:
+        fault = apply_before(state, store_hash, "payments")
+        try:
+            data = state.process_payment(
+                store_hash,
+                authorization=request.headers.get("Authorization"),
+                accept=request.headers.get("Accept"),
+                body=request.get_json(force=True, silent=True),
+            )
+            response = jsonify({"data": data})
+            response.status_code = 201
+        except ApiRejection as error:
+            if fault is None:
+                raise
+            response = render_rejection(error)
+        apply_after_charge(fault)
+        return response
 
     return host

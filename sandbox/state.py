@@ -2,7 +2,7 @@
 
 Every public method takes the one lock, so concurrent requests see each change
 whole. Seeding methods (add_store, add_customer, ...) raise SetupError on bad
-input; the methods behind the HTTP endpoints raise ApiRejection, which the app
+input. The methods behind the HTTP endpoints raise ApiRejection, which the app
 turns into BigCommerce's error responses.
 """
 
@@ -15,11 +15,18 @@ import secrets
 import threading
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sandbox.clock import SandboxClock
 from sandbox.errors import ApiRejection, Envelope, SetupError
+from sandbox.faults import Fault, build_fault
+from sandbox.gateway import (
+    capture,
+    charge_source,
+    gateway_behavior,
+    hold_pending,
+    settle,
+)
 from sandbox.instruments import (
     DEFAULT_METHOD_BY_KIND,
     INSTRUMENT_KINDS,
@@ -27,16 +34,13 @@ from sandbox.instruments import (
     Behavior,
     Instrument,
     PaymentMethod,
-    card_expired,
     extra_method,
     new_token,
     render_for_customers,
     render_method,
 )
-from sandbox.money import from_minor_units, to_minor_units
+from sandbox.money import to_minor_units
 from sandbox.orders import (
-    AWAITING_FULFILLMENT,
-    AWAITING_PAYMENT,
     INCOMPLETE,
     Order,
     build_order,
@@ -60,8 +64,8 @@ from sandbox.payments import (
     parse_payment_body,
     payments_error,
 )
-from sandbox.store import PLANS, Store
-from sandbox.transactions import LedgerEntry, Transaction, render_transaction
+from sandbox.store import PLAN_API_QUOTAS, PLANS, Store
+from sandbox.transactions import LedgerEntry, render_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +108,16 @@ class SandboxState:
         *,
         plan: str = "plus",
         currency: str = "USD",
+        api_quota: int | None = None,
     ) -> None:
-        """Add a store that accepts `access_token` as its X-Auth-Token."""
+        """Add a store that accepts `access_token` as its X-Auth-Token.
+
+        `api_quota` is the store API's requests per 30-second window. It is
+        required for the enterprise plan, and overrides the plan's quota
+        (150 for standard and plus, 450 for pro) when given for another plan.
+        """
         check_new_store(store_hash, access_token, plan, currency)
+        quota = check_api_quota(store_hash, plan, api_quota)
         with self._lock:
             if store_hash in self._stores:
                 raise SetupError(
@@ -115,7 +126,7 @@ class SandboxState:
                 )
             store_id = str(1_000_000_000 + len(self._stores) + 1)
             self._stores[store_hash] = Store(
-                store_hash, access_token, plan, currency.upper(), store_id
+                store_hash, access_token, plan, currency.upper(), store_id, quota
             )
         logger.info("store %s added (plan %s, %s)", store_hash, plan, currency)
 
@@ -233,6 +244,107 @@ class SandboxState:
                 for record in self._pats.values()
                 if record.store_hash == store_hash
             ]
+
+    # Faults and pending payments
+
+    def inject_fault(
+        self,
+        store_hash: str,
+        endpoint: str,
+        kind: str,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        delay: float | None = None,
+        count: int = 1,
+        message: str | None = None,
+    ) -> None:
+        """Make the next `count` requests of an endpoint fail in the way `kind` names.
+
+        The endpoints and kinds are listed in sandbox.faults. Faults of one
+        endpoint apply in the order they were injected.
+        """
+        fault = build_fault(
+            endpoint,
+            kind,
+            code=code,
+            status=status,
+            delay=delay,
+            count=count,
+            message=message,
+        )
+        with self._lock:
+            self._seed_store(store_hash).faults.append(fault)
+        logger.info(
+            "store %s fault injected: %s on %s for %s request(s)",
+            store_hash,
+            kind,
+            endpoint,
+            count,
+        )
+
+    def take_fault(self, store_hash: str, endpoint: str) -> Fault | None:
+        """Use up one request of the first fault of `endpoint`, and return it."""
+        with self._lock:
+            store = self._stores.get(store_hash)
+            if store is None:
+                return None
+            for fault in store.faults:
+                if fault.endpoint == endpoint:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        store.faults.remove(fault)
+                    return copy.copy(fault)
+            return None
+
+    def faults(self, store_hash: str) -> list[dict[str, Any]]:
+        """Return the faults that still apply to a store, in order."""
+        with self._lock:
+            return [fault.summary() for fault in self._seed_store(store_hash).faults]
+
+    def clear_faults(self, store_hash: str) -> None:
+        with self._lock:
+            self._seed_store(store_hash).faults.clear()
+
+    def settle_pending(
+        self,
+        store_hash: str,
+        order_id: int | None = None,
+        outcome: str = "success",
+    ) -> list[int]:
+        """Settle pending payments of a store, or of one order; return order ids.
+
+        "success" moves each order to 11, adds a purchase transaction and a
+        ledger entry. "declined" moves it to 6 (Declined) with a failed
+        purchase transaction.
+        """
+        if outcome not in ("success", "declined"):
+            raise SetupError(f"invalid outcome {outcome!r}; use success or declined")
+        with self._lock:
+            store = self._seed_store(store_hash)
+            order_ids = list(store.pending) if order_id is None else [order_id]
+            if order_id is not None and order_id not in store.pending:
+                raise SetupError(
+                    f"store {store_hash} order {order_id} has no pending payment",
+                    http_status=404,
+                )
+            for pending_id in order_ids:
+                entry = settle(store, store.orders[pending_id], outcome, self.now())
+                if entry is not None:
+                    self._ledger.append(entry)
+        for pending_id in order_ids:
+            logger.info(
+                "store %s order %s pending payment settled: %s",
+                store_hash,
+                pending_id,
+                outcome,
+            )
+        return order_ids
+
+    def api_quota(self, store_hash: str) -> int:
+        """Return the store API's requests per 30-second window for the store."""
+        with self._lock:
+            return self._api_store(store_hash).api_quota
 
     # Store API (api host)
 
@@ -511,61 +623,24 @@ class SandboxState:
                 behavior,
             )
             raise payments_error(behavior)
-        pending = behavior == "pending"
-        payment_id = str(uuid.uuid4())
-        transaction = self._record_transaction(
-            store, order, method, instrument, request, pending=pending
-        )
-        order.payment_method = method.name
-        order.payment_provider_id = transaction.gateway_transaction_id
-        order.date_modified = now
-        if pending:
-            order.status_id = AWAITING_PAYMENT
-            order.payment_status = "pending"
+        source = charge_source(method, instrument, request)
+        if behavior == "pending":
+            payment_id = hold_pending(store, order, source, now)
+            status = "pending"
         else:
-            order.status_id = AWAITING_FULFILLMENT
-            order.payment_status = "captured"
-            self._ledger.append(
-                ledger_entry(store, order, instrument, request, payment_id, now)
-            )
+            payment_id = str(uuid.uuid4())
+            self._ledger.append(capture(store, order, source, payment_id, now))
+            status = "success"
         logger.info(
             "store %s order %s payment %s: %s %s via %s",
             store.store_hash,
             order.id,
-            "pending" if pending else "captured",
+            status,
             order.total_inc_tax,
             order.currency,
             method.id,
         )
-        status = "pending" if pending else "success"
         return {"id": payment_id, "status": status, "transaction_type": "purchase"}
-
-    def _record_transaction(
-        self,
-        store: Store,
-        order: Order,
-        method: PaymentMethod,
-        instrument: Instrument | None,
-        request: PaymentRequest,
-        *,
-        pending: bool,
-    ) -> Transaction:
-        transaction = Transaction(
-            id=store.take_transaction_id(),
-            order_id=order.id,
-            event="pending" if pending else "purchase",
-            method="credit_card" if request.card is not None else "token",
-            amount=charged_amount(order),
-            currency=order.currency,
-            gateway=method.gateway,
-            gateway_transaction_id=f"{method.gateway}_{secrets.token_hex(8)}",
-            payment_method_id=method.id,
-            payment_instrument_token=request.token,
-            date_created=self.now(),
-            card=card_details(instrument, request),
-        )
-        store.transactions.setdefault(order.id, []).append(transaction)
-        return transaction
 
 
 def check_new_store(
@@ -587,6 +662,22 @@ def check_new_store(
             f"store {store_hash}: invalid currency {currency!r}; use an ISO-4217 "
             "code such as USD"
         )
+
+
+def check_api_quota(store_hash: str, plan: str, api_quota: int | None) -> int:
+    if api_quota is None:
+        if plan == "enterprise":
+            raise SetupError(
+                f"store {store_hash}: the enterprise plan needs api_quota, the "
+                "store API requests allowed per 30 seconds"
+            )
+        return PLAN_API_QUOTAS[plan]
+    if isinstance(api_quota, bool) or not isinstance(api_quota, int) or api_quota < 1:
+        raise SetupError(
+            f"store {store_hash}: invalid api_quota {api_quota!r}; use an integer "
+            "of 1 or more"
+        )
+    return api_quota
 
 
 def check_instrument(
@@ -638,74 +729,6 @@ def check_amount(order: Order, record: PatRecord) -> None:
     amount = to_minor_units(order.total_inc_tax, order.currency)
     if amount != record.amount or order.currency != record.currency:
         raise payments_error(30004)
-
-
-def gateway_behavior(
-    instrument: Instrument | None, request: PaymentRequest, now: datetime
-) -> Behavior:
-    """Return the gateway's outcome: None, "pending" or a decline code."""
-    if instrument is None:
-        assert request.card is not None
-        expired = card_expired(request.card.expiry_month, request.card.expiry_year, now)
-        return 30103 if expired else None
-    if instrument.is_expired(now):
-        return 30103
-    return instrument.behavior
-
-
-def charged_amount(order: Order) -> Decimal:
-    """Return the order total rounded to the currency's minor unit."""
-    minor_units = to_minor_units(order.total_inc_tax, order.currency)
-    return from_minor_units(minor_units, order.currency)
-
-
-def card_details(
-    instrument: Instrument | None, request: PaymentRequest
-) -> dict[str, Any] | None:
-    """Return the credit_card object of a transaction, None for other methods."""
-    if request.card is not None:
-        return {
-            "card_type": None,
-            "card_iin": None,
-            "card_last4": request.card.last_4,
-            "card_expiry_month": request.card.expiry_month,
-            "card_expiry_year": request.card.expiry_year,
-        }
-    if instrument is None or instrument.kind != "stored_card":
-        return None
-    return {
-        "card_type": instrument.brand.lower(),
-        "card_iin": instrument.iin,
-        "card_last4": instrument.last_4,
-        "card_expiry_month": instrument.expiry_month,
-        "card_expiry_year": instrument.expiry_year,
-    }
-
-
-def ledger_entry(
-    store: Store,
-    order: Order,
-    instrument: Instrument | None,
-    request: PaymentRequest,
-    payment_id: str,
-    now: datetime,
-) -> LedgerEntry:
-    if instrument is not None:
-        last_4 = instrument.token[-4:]
-    else:
-        assert request.card is not None
-        last_4 = request.card.last_4
-    return LedgerEntry(
-        store_hash=store.store_hash,
-        order_id=order.id,
-        amount=to_minor_units(order.total_inc_tax, order.currency),
-        currency=order.currency,
-        token_last_4=last_4,
-        instrument_type=request.instrument_type,
-        payment_method_id=request.payment_method_id,
-        transaction_id=payment_id,
-        charged_at=now,
-    )
 
 
 def order_matches(order: Order, filters: dict[str, Any]) -> bool:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from sandbox.faults import Fault
 from sandbox.instruments import DEFAULT_METHODS, Instrument, PaymentMethod
 from sandbox.orders import Order
 from sandbox.transactions import Transaction
 
+if TYPE_CHECKING:
+    from sandbox.gateway import PendingCharge
+
 PLANS = ("standard", "plus", "pro", "enterprise")
+
+# Store API requests per 30-second window by plan. Enterprise quotas are set per
+# store, so add_store takes one.
+PLAN_API_QUOTAS = {"standard": 150, "plus": 150, "pro": 450}
 
 # BigCommerce numbers the first order of a new store 100.
 FIRST_ORDER_ID = 100
@@ -23,6 +32,7 @@ class Store:
     plan: str
     currency: str
     store_id: str  # the numeric id BigCommerce puts in PATs, as a string
+    api_quota: int  # store API requests per 30-second window
     customers: set[int] = field(default_factory=set)
     instruments: dict[str, Instrument] = field(default_factory=dict)
     methods: dict[str, PaymentMethod] = field(
@@ -30,6 +40,8 @@ class Store:
     )
     orders: dict[int, Order] = field(default_factory=dict)
     transactions: dict[int, list[Transaction]] = field(default_factory=dict)
+    pending: dict[int, PendingCharge] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
     next_order_id: int = FIRST_ORDER_ID
     next_line_id: int = 1
     next_transaction_id: int = 1

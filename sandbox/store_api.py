@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from sandbox.errors import ApiRejection, Envelope
+from sandbox.fault_hooks import apply_before
 from sandbox.orders import Order, render_line, render_order, v2_error
 from sandbox.payments import invalid_payment
 from sandbox.state import SandboxState
@@ -15,6 +16,18 @@ from sandbox.state import SandboxState
 MAX_PAGE_SIZE = 250
 DEFAULT_PAGE_SIZE = 50
 ORDER_FILTERS = ("customer_id", "status_id", "min_id", "max_id")
+
+# The fault endpoint (see sandbox.faults) of each view that faults apply to.
+FAULT_ENDPOINTS = {
+    "create_order": "orders",
+    "list_orders": "orders",
+    "get_order": "orders",
+    "update_order": "orders",
+    "order_products": "orders",
+    "payment_methods": "methods",
+    "access_token": "access_tokens",
+    "transactions": "transactions",
+}
 
 # Builds the rejection for an invalid query parameter in the endpoint's envelope.
 ErrorFactory = Callable[[str], ApiRejection]
@@ -25,9 +38,12 @@ def create_blueprint(state: SandboxState) -> Blueprint:
     api = Blueprint("store_api", __name__, url_prefix="/stores/<store_hash>")
 
     @api.before_request
-    def authenticate() -> None:
+    def authenticate_and_apply_faults() -> None:
         store_hash = (request.view_args or {}).get("store_hash", "")
         state.authenticate(store_hash, request.headers.get("X-Auth-Token"))
+        view = (request.endpoint or "").rpartition(".")[2]
+        if view in FAULT_ENDPOINTS:
+            apply_before(state, store_hash, FAULT_ENDPOINTS[view])
 
     @api.post("/v2/orders")
     def create_order(store_hash: str) -> tuple[Response, int]:
