@@ -1,5 +1,6 @@
 """SQLAlchemy models: stores, subscriptions, billing cycles and charge attempts."""
 
+from models.access import ApiKey, AuditEntry, Operator
 from models.base import Base, UTCDateTime, utcnow
 from models.billing import (
     CLAIMABLE_STATES,
@@ -16,11 +17,14 @@ __all__ = [
     "CLAIMABLE_STATES",
     "FINAL_STATES",
     "PLAN_QUOTAS",
+    "ApiKey",
+    "AuditEntry",
     "Base",
     "BillingCycle",
     "ChargeAttempt",
     "CycleState",
     "EndOfDunning",
+    "Operator",
     "OutcomeClass",
     "Store",
     "Subscription",

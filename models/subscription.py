@@ -54,6 +54,9 @@ class Subscription(Base):
     # Preferred stored-instrument token: a secret, never logged or shown.
     instrument_token: Mapped[str | None] = mapped_column(sa.String(128))
     end_of_dunning_action: Mapped[str | None] = mapped_column(sa.String(10))
+    # Set by "cancel at the end of the period": the scheduler cancels the
+    # subscription instead of opening a renewal scheduled at or after this time.
+    cancel_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow

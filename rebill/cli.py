@@ -346,3 +346,6 @@ def demo(count: int, workdir: Path) -> None:
 
     logs.configure("WARNING")
     sys.exit(run_demo(count=count, workdir=workdir))
+
+
+from rebill import cli_web  # noqa: E402, F401  (registers web, api-keys, operators)

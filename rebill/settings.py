@@ -80,6 +80,15 @@ class Settings:
         8, "threads per Celery worker process", "threads"
     )
     log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+    web_secret_key: str = _setting(
+        "",
+        "key that signs dashboard session cookies and CSRF tokens; `rebill web` "
+        "requires one of at least 32 characters",
+        secret=True,
+    )
+    web_session_hours: float = _setting(
+        12.0, "time after which a dashboard sign-in expires", "hours"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +114,7 @@ class Settings:
             "requeue_after",
             "charge_lease",
             "worker_concurrency",
+            "web_session_hours",
         )
         for name in positive:
             if getattr(self, name) <= 0:
