@@ -63,7 +63,7 @@ def create_blueprint(state: SandboxState) -> Blueprint:
         store_hash = required(body, "store_hash")
         extra = options(
             {k: v for k, v in body.items() if k not in ("store_hash", "access_token")},
-            ("plan", "currency", "api_quota"),
+            ("plan", "currency", "api_quota", "other_apps_share"),
         )
         state.add_store(store_hash, required(body, "access_token"), **extra)
         return jsonify({"store_hash": store_hash}), 201
@@ -130,18 +130,43 @@ def create_blueprint(state: SandboxState) -> Blueprint:
         order_ids = state.settle_pending(store_hash, **settings)
         return jsonify({"settled_order_ids": order_ids})
 
+    @admin.get("/stores/<store_hash>/rate-limits")
+    def rate_limits(store_hash: str) -> Response:
+        return jsonify({"rate_limited": state.rate_limited_counts(store_hash)})
+
+    @admin.post("/stores/<store_hash>/other-apps-share")
+    def other_apps_share(store_hash: str) -> Response:
+        share = required(json_object(), "share")
+        state.set_other_apps_share(store_hash, share)
+        return jsonify({"other_apps_share": share})
+
+    @admin.post("/settings")
+    def settings() -> Response:
+        state.configure(**options(json_object(), ("latency", "strict_accept")))
+        return jsonify({"latency": state.latency, "strict_accept": state.strict_accept})
+
     @admin.get("/clock")
     def clock() -> Response:
         return jsonify({"now": state.now().isoformat()})
 
     @admin.post("/clock")
-    def advance_clock() -> Response:
-        seconds = required(json_object(), "advance_seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise SetupError(
-                f"invalid advance_seconds {seconds!r}: use a number of seconds"
-            )
-        state.advance_clock(seconds)
+    def change_clock() -> Response:
+        """Take {"advance_seconds": N} and/or {"freeze": true|false}."""
+        body = options(json_object(), ("advance_seconds", "freeze"))
+        if not body:
+            raise SetupError("send advance_seconds, freeze or both")
+        frozen = body.get("freeze")
+        if frozen is not None:
+            if not isinstance(frozen, bool):
+                raise SetupError(f"invalid freeze {frozen!r}: use true or false")
+            state.freeze_clock(frozen)
+        seconds = body.get("advance_seconds")
+        if seconds is not None:
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise SetupError(
+                    f"invalid advance_seconds {seconds!r}: use a number of seconds"
+                )
+            state.advance_clock(seconds)
         return jsonify({"now": state.now().isoformat()})
 
     return admin

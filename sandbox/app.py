@@ -28,6 +28,9 @@ from sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
 
+# The host name that 429 counters use for each blueprint.
+RATE_LIMITED_HOSTS = {"store_api": "api", "payments_host": "payments"}
+
 # Instrument tokens are 64 hex characters; logs keep only their last four.
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{60}([0-9a-f]{4})")
 
@@ -45,6 +48,20 @@ def create_app(state: SandboxState) -> Flask:
     app.register_error_handler(HTTPException, render_http_exception)
     app.before_request(start_timer)
     app.after_request(log_request)
+
+    @app.before_request
+    def add_latency() -> None:
+        if state.latency and not request.path.startswith("/_sandbox/"):
+            time.sleep(state.latency)
+
+    @app.after_request
+    def count_rate_limited(response: Response) -> Response:
+        host = RATE_LIMITED_HOSTS.get(request.blueprint or "")
+        store_hash = (request.view_args or {}).get("store_hash")
+        if response.status_code == 429 and host and store_hash:
+            state.record_rate_limited(store_hash, host)
+        return response
+
     return app
 
 
@@ -70,7 +87,7 @@ def redact_path(path: str) -> str:
 
 
 def log_request(response: Response) -> Response:
-    """Log one INFO line per answered request, with tokens cut to four characters."""
+    """Log one INFO line per handled request, with tokens cut to four characters."""
     elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
     logger.info(
         "%s %s -> %s (%.1f ms)",

@@ -14,24 +14,26 @@ class SandboxClock:
 
     Everything time-based in the sandbox reads this clock: PAT expiry, order
     dates and the rate-limit windows. The offset only grows, so the monotonic
-    reading never goes back.
+    reading never goes back. A frozen clock stops at the moment of `freeze`
+    and moves only by `advance`, which makes rate-limit windows deterministic.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._offset = 0.0
+        self._frozen_at: tuple[datetime, float] | None = None
 
     def now(self) -> datetime:
         """Return the sandbox's current time, timezone-aware in UTC."""
-        return datetime.now(UTC) + timedelta(seconds=self.offset())
+        with self._lock:
+            wall = self._frozen_at[0] if self._frozen_at else datetime.now(UTC)
+            return wall + timedelta(seconds=self._offset)
 
     def monotonic(self) -> float:
         """Return seconds on a monotonic scale that includes the offset."""
-        return time.monotonic() + self.offset()
-
-    def offset(self) -> float:
         with self._lock:
-            return self._offset
+            base = self._frozen_at[1] if self._frozen_at else time.monotonic()
+            return base + self._offset
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by `seconds`; a negative value raises SetupError."""
@@ -42,3 +44,14 @@ class SandboxClock:
             )
         with self._lock:
             self._offset += seconds
+
+    def freeze(self) -> None:
+        """Stop the clock at the current moment; `advance` still moves it."""
+        with self._lock:
+            if self._frozen_at is None:
+                self._frozen_at = (datetime.now(UTC), time.monotonic())
+
+    def unfreeze(self) -> None:
+        """Let the clock follow real time again, from a later reading."""
+        with self._lock:
+            self._frozen_at = None

@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 
-from flask import Response, abort, request
+from flask import Response, abort, g, request
 
 from sandbox.faults import Fault, fault_rejection
 from sandbox.state import SandboxState
@@ -31,6 +31,7 @@ def apply_before(state: SandboxState, store_hash: str, endpoint: str) -> Fault |
         fault.kind,
     )
     if fault.kind == "rate_limit_bare":
+        g.bare_response = True
         abort(Response(b"", status=429))
     if fault.kind in ("error", "rate_limit", "server_error"):
         raise fault_rejection(fault, state.api_quota(store_hash))

@@ -18,8 +18,8 @@ STORED_PAYPAL_ACCOUNT = "stored_paypal_account"
 STORED_BANK_ACCOUNT = "stored_bank_account"
 INSTRUMENT_KINDS = (STORED_CARD, STORED_PAYPAL_ACCOUNT, STORED_BANK_ACCOUNT)
 
-# How an instrument responds to a charge: None succeeds, "pending" returns pending,
-# an integer is the BigCommerce error code of a decline.
+# The outcome an instrument gives a charge. None succeeds, "pending" returns
+# pending, and an integer is the BigCommerce error code of a decline.
 Behavior = int | str | None
 
 

@@ -22,7 +22,7 @@ ISSUER = "payments.bigcommerce.com"
 
 @dataclass
 class PatRecord:
-    """What the sandbox remembers of a minted PAT; never the token text."""
+    """The sandbox's record of a minted PAT, which never includes the token text."""
 
     jti: str
     store_hash: str

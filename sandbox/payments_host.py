@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.errors import ApiRejection
+from sandbox.errors import ApiRejection, Envelope
 from sandbox.fault_hooks import apply_after_charge, apply_before
 from sandbox.responses import render_rejection
 from sandbox.state import SandboxState
@@ -18,6 +18,14 @@ def create_blueprint(state: SandboxState) -> Blueprint:
 
     @host.post("/payments")
     def process_payment(store_hash: str) -> Response:
+        decision = state.admit_payment(store_hash)
+        if decision is not None and not decision.allowed:
+            raise ApiRejection(
+                429,
+                "Too Many Requests: at most 50 payment requests per 4 seconds.",
+                envelope=Envelope.PAYMENTS,
+                headers=decision.headers(retry_after=False),
+            )
         fault = apply_before(state, store_hash, "payments")
         try:
             data = state.process_payment(

@@ -39,6 +39,7 @@ from sandbox.instruments import (
     render_for_customers,
     render_method,
 )
+from sandbox.limits import Decision
 from sandbox.money import to_minor_units
 from sandbox.orders import (
     INCOMPLETE,
@@ -77,10 +78,13 @@ class SandboxState:
 
     `strict_accept` makes Process Payment return 406 to any Accept header but
     application/vnd.bc.v1+json; when False, application/json is accepted too.
+    `latency` is a delay in seconds added to every store API and payments
+    response, for benchmarks.
     """
 
-    def __init__(self, *, strict_accept: bool = True) -> None:
+    def __init__(self, *, strict_accept: bool = True, latency: float = 0.0) -> None:
         self.strict_accept = strict_accept
+        self.latency = check_latency(latency)
         self.clock = SandboxClock()
         self._lock = threading.RLock()
         self._secret = secrets.token_bytes(32)
@@ -94,10 +98,36 @@ class SandboxState:
         """Return the sandbox's current time (UTC)."""
         return self.clock.now()
 
+    def freeze_clock(self, frozen: bool = True) -> None:
+        """Stop the clock (or let it run again when `frozen` is False).
+
+        A stopped clock moves only by advance_clock, so rate-limit windows and
+        PAT expiry do not depend on how fast the machine runs.
+        """
+        if frozen:
+            self.clock.freeze()
+        else:
+            self.clock.unfreeze()
+        logger.info("clock %s at %s", "frozen" if frozen else "running", self.now())
+
     def advance_clock(self, seconds: float) -> None:
         """Move the sandbox clock forward by `seconds`."""
         self.clock.advance(seconds)
         logger.info("clock moved forward %s s, now %s", seconds, self.now())
+
+    def configure(
+        self, *, latency: float | None = None, strict_accept: bool | None = None
+    ) -> None:
+        """Change the sandbox-wide settings that are given."""
+        if latency is not None:
+            self.latency = check_latency(latency)
+        if strict_accept is not None:
+            if not isinstance(strict_accept, bool):
+                raise SetupError(f"invalid strict_accept {strict_accept!r}: use a bool")
+            self.strict_accept = strict_accept
+        logger.info(
+            "settings: latency %s s, strict_accept %s", self.latency, self.strict_accept
+        )
 
     # Seeding
 
@@ -109,15 +139,18 @@ class SandboxState:
         plan: str = "plus",
         currency: str = "USD",
         api_quota: int | None = None,
+        other_apps_share: float = 0.0,
     ) -> None:
         """Add a store that accepts `access_token` as its X-Auth-Token.
 
         `api_quota` is the store API's requests per 30-second window. It is
         required for the enterprise plan, and overrides the plan's quota
         (150 for standard and plus, 450 for pro) when given for another plan.
+        `other_apps_share` is the fraction of each window that other apps use.
         """
         check_new_store(store_hash, access_token, plan, currency)
         quota = check_api_quota(store_hash, plan, api_quota)
+        share = check_share(other_apps_share)
         with self._lock:
             if store_hash in self._stores:
                 raise SetupError(
@@ -125,9 +158,11 @@ class SandboxState:
                     http_status=409,
                 )
             store_id = str(1_000_000_000 + len(self._stores) + 1)
-            self._stores[store_hash] = Store(
+            store = Store(
                 store_hash, access_token, plan, currency.upper(), store_id, quota
             )
+            store.api_limiter.other_apps_share = share
+            self._stores[store_hash] = store
         logger.info("store %s added (plan %s, %s)", store_hash, plan, currency)
 
     def add_customer(self, store_hash: str, customer_id: int) -> None:
@@ -345,6 +380,47 @@ class SandboxState:
         """Return the store API's requests per 30-second window for the store."""
         with self._lock:
             return self._api_store(store_hash).api_quota
+
+    # Rate limits
+
+    def set_other_apps_share(self, store_hash: str, share: float) -> None:
+        """Set the fraction of each store API window that other apps use."""
+        share = check_share(share)
+        with self._lock:
+            self._seed_store(store_hash).api_limiter.other_apps_share = share
+        logger.info(
+            "store %s other apps now use %s of the API quota", store_hash, share
+        )
+
+    def admit_api_request(self, store_hash: str) -> Decision:
+        """Count a store API request against the store's quota."""
+        with self._lock:
+            store = self._api_store(store_hash)
+            return store.api_limiter.admit(self.clock.monotonic())
+
+    def admit_payment(self, store_hash: str) -> Decision | None:
+        """Count a POST /payments against the 50-per-4-seconds limit.
+
+        Returns None for an unknown store, which the payment handling rejects.
+        """
+        with self._lock:
+            store = self._stores.get(store_hash)
+            if store is None:
+                return None
+            return store.payments_limiter.admit(self.clock.monotonic())
+
+    def record_rate_limited(self, store_hash: str, host: str) -> None:
+        """Count a 429 sent to a store on `host` ("api" or "payments")."""
+        with self._lock:
+            store = self._stores.get(store_hash)
+            if store is not None:
+                store.rate_limited[host] += 1
+        logger.warning("store %s %s host: responded 429", store_hash, host)
+
+    def rate_limited_counts(self, store_hash: str) -> dict[str, int]:
+        """Return how many 429s a store got, per host: {"api": n, "payments": m}."""
+        with self._lock:
+            return dict(self._seed_store(store_hash).rate_limited)
 
     # Store API (api host)
 
@@ -662,6 +738,24 @@ def check_new_store(
             f"store {store_hash}: invalid currency {currency!r}; use an ISO-4217 "
             "code such as USD"
         )
+
+
+def check_share(share: float) -> float:
+    if isinstance(share, bool) or not isinstance(share, int | float):
+        raise SetupError(f"invalid other_apps_share {share!r}: use a number 0 to 1")
+    if not 0 <= share < 1:
+        raise SetupError(
+            f"invalid other_apps_share {share!r}: use at least 0 and less than 1"
+        )
+    return float(share)
+
+
+def check_latency(latency: float) -> float:
+    if isinstance(latency, bool) or not isinstance(latency, int | float):
+        raise SetupError(f"invalid latency {latency!r}: use a number of seconds")
+    if latency < 0:
+        raise SetupError(f"invalid latency {latency!r}: use zero or more seconds")
+    return float(latency)
 
 
 def check_api_quota(store_hash: str, plan: str, api_quota: int | None) -> int:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.faults import Fault
 from sandbox.instruments import DEFAULT_METHODS, Instrument, PaymentMethod
+from sandbox.limits import FixedWindowQuota, SlidingWindowLimiter
 from sandbox.orders import Order
 from sandbox.transactions import Transaction
 
@@ -42,9 +43,17 @@ class Store:
     transactions: dict[int, list[Transaction]] = field(default_factory=dict)
     pending: dict[int, PendingCharge] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    payments_limiter: SlidingWindowLimiter = field(default_factory=SlidingWindowLimiter)
+    api_limiter: FixedWindowQuota = field(init=False)
+    rate_limited: dict[str, int] = field(
+        default_factory=lambda: {"api": 0, "payments": 0}
+    )
     next_order_id: int = FIRST_ORDER_ID
     next_line_id: int = 1
     next_transaction_id: int = 1
+
+    def __post_init__(self) -> None:
+        self.api_limiter = FixedWindowQuota(self.api_quota)
 
     def take_order_id(self) -> int:
         self.next_order_id += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from sandbox.errors import ApiRejection, Envelope
 from sandbox.fault_hooks import apply_before
@@ -41,9 +41,25 @@ def create_blueprint(state: SandboxState) -> Blueprint:
     def authenticate_and_apply_faults() -> None:
         store_hash = (request.view_args or {}).get("store_hash", "")
         state.authenticate(store_hash, request.headers.get("X-Auth-Token"))
+        decision = state.admit_api_request(store_hash)
+        g.rate_limit_headers = decision.headers()
+        if not decision.allowed:
+            raise ApiRejection(
+                429,
+                "Too Many Requests: the store's API quota for this window is used up.",
+                headers=decision.headers(),
+            )
         view = (request.endpoint or "").rpartition(".")[2]
         if view in FAULT_ENDPOINTS:
             apply_before(state, store_hash, FAULT_ENDPOINTS[view])
+
+    @api.after_request
+    def add_rate_limit_headers(response: Response) -> Response:
+        """Send the quota headers on every response of an admitted request."""
+        if not g.get("bare_response"):
+            for name, value in g.get("rate_limit_headers", {}).items():
+                response.headers.setdefault(name, value)
+        return response
 
     @api.post("/v2/orders")
     def create_order(store_hash: str) -> tuple[Response, int]:
@@ -96,11 +112,11 @@ def create_blueprint(state: SandboxState) -> Blueprint:
     def transactions(store_hash: str, order_id: int) -> Response | tuple[str, int]:
         found = state.order_transactions(store_hash, order_id)
         page, limit = parse_paging(v3_query_error)
-        shown = found[(page - 1) * limit :][:limit]
-        if not shown:
+        page_items = found[(page - 1) * limit :][:limit]
+        if not page_items:
             return "", 204
-        meta = {"pagination": pagination(len(found), len(shown), page, limit)}
-        return jsonify({"data": shown, "meta": meta})
+        meta = {"pagination": pagination(len(found), len(page_items), page, limit)}
+        return jsonify({"data": page_items, "meta": meta})
 
     @api.get("/v3/customers/<int:customer_id>/stored-instruments")
     def stored_instruments(store_hash: str, customer_id: int) -> Response:
