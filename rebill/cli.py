@@ -243,8 +243,15 @@ def subscriptions_add(
         "first_billing_at": first_billing_at,
     }
     record.update({key: value for key, value in optional.items() if value is not None})
-    added = import_records(load_runtime(), [("subscription", record)], "command line")
-    click.echo(f"subscription {added[0]} added")
+    from rebill.subscriptions import import_records
+
+    runtime = load_runtime()
+    with runtime.sessions() as session:
+        added = import_records(
+            session, [("subscription", record)], utcnow(), source="command line"
+        )
+        session.commit()
+        click.echo(f"subscription {added[0].id} added")
 
 
 @subscriptions.command("import")
@@ -252,44 +259,21 @@ def subscriptions_add(
 @reports_errors
 def subscriptions_import(path: Path) -> None:
     """Import subscriptions from a JSON array or JSON-lines file, all or nothing."""
-    from rebill.subscription_input import read_records
+    from rebill.subscription_input import parse_subscription_file, read_records
+    from rebill.subscriptions import add_subscriptions, known_store_currency
 
     runtime = load_runtime()
-    added = import_records(runtime, read_records(path), str(path))
-    click.echo(f"{len(added)} subscription(s) imported from {path}")
-
-
-def import_records(
-    runtime: Runtime, records: list[tuple[str, object]], source: str
-) -> list[int]:
-    """Validate every record, then add them all in one transaction."""
-    from rebill.errors import InvalidInputFile
-    from rebill.subscription_input import parse_subscription
-    from rebill.subscriptions import add_subscriptions, store_currency
-
     with runtime.sessions() as session:
-        specs, errors = [], []
-        for label, record in records:
-            try:
-                store = record.get("store") if isinstance(record, dict) else None
-                currency = (
-                    store_currency(session, store) if isinstance(store, str) else None
-                )
-                specs.append(
-                    (
-                        label,
-                        parse_subscription(
-                            record, label=label, default_currency=currency
-                        ),
-                    )  # type: ignore[arg-type]
-                )
-            except InvalidInput as error:
-                errors.append(error)
-        if errors:
-            raise InvalidInputFile(source, errors)
-        added = add_subscriptions(session, specs, utcnow(), source=source)
+        # Validates every record first and reports all errors, duplicates included.
+        specs = parse_subscription_file(
+            path, lambda store: known_store_currency(session, store)
+        )
+        labels = [label for label, _ in read_records(path)]
+        added = add_subscriptions(
+            session, list(zip(labels, specs, strict=True)), utcnow(), source=str(path)
+        )
         session.commit()
-        return [subscription.id for subscription in added]
+    click.echo(f"{len(added)} subscription(s) imported from {path}")
 
 
 @main.command()

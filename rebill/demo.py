@@ -32,7 +32,7 @@ from rebill.migrations import upgrade
 from rebill.redis_server import EmbeddedRedis, EmbeddedRedisUnavailable
 from rebill.runtime import Runtime
 from rebill.settings import Settings
-from rebill.subscriptions import add_store
+from rebill.subscriptions import add_store, import_records
 from sandbox.server import SandboxServer
 from scheduler.daemon import celery_enqueue
 from scheduler.tick import tick
@@ -192,8 +192,6 @@ def order_template(customer_id: int) -> dict:
 def seed_database(
     runtime: Runtime, sandbox: SandboxServer, customers: DemoCustomers, token: str
 ) -> None:
-    from rebill.cli import import_records
-
     with runtime.sessions() as session:
         add_store(
             session,
@@ -222,7 +220,9 @@ def seed_database(
         )
         for customer_id in customers.all()
     ]
-    import_records(runtime, records, "demo data")
+    with runtime.sessions() as session:
+        import_records(session, records, utcnow(), source="demo data")
+        session.commit()
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from models import PLAN_QUOTAS, Store, Subscription, SubscriptionStatus
 from rebill.errors import InvalidInput, InvalidInputFile
-from rebill.subscription_input import SubscriptionSpec
+from rebill.subscription_input import SubscriptionSpec, parse_subscription
 from scheduler.schedule import next_run
 
 
@@ -19,6 +19,51 @@ def store_currency(session: Session, store_hash: str) -> str | None:
     return session.scalar(
         sa.select(Store.currency).where(Store.store_hash == store_hash)
     )
+
+
+def import_records(
+    session: Session,
+    records: Sequence[tuple[str, object]],
+    now: datetime,
+    *,
+    source: str,
+) -> list[Subscription]:
+    """Validate labelled records, then add them all; nothing is added if one is bad."""
+    specs: list[tuple[str, SubscriptionSpec]] = []
+    errors: list[InvalidInput] = []
+    for label, record in records:
+        store_hash = record.get("store") if isinstance(record, dict) else None
+        currency = (
+            store_currency(session, store_hash) if isinstance(store_hash, str) else None
+        )
+        try:
+            specs.append(
+                (
+                    label,
+                    parse_subscription(record, label=label, default_currency=currency),
+                )
+            )
+        except InvalidInput as error:
+            errors.append(error)
+    if errors:
+        raise InvalidInputFile(source, errors)
+    return add_subscriptions(session, specs, now, source=source)
+
+
+def unknown_store(label: str, store_hash: str) -> InvalidInput:
+    return InvalidInput(
+        label,
+        "store",
+        f"store {store_hash!r} is not known; add it first with 'rebill stores add'",
+    )
+
+
+def known_store_currency(session: Session, store_hash: str) -> str:
+    """Return the store's currency; raise InvalidInput if the store is unknown."""
+    currency = store_currency(session, store_hash)
+    if currency is None:
+        raise unknown_store("store", store_hash)
+    return currency
 
 
 def add_subscriptions(
@@ -55,14 +100,7 @@ def _conflicts(
 ) -> list[InvalidInput]:
     store = stores.get(spec.store_hash)
     if store is None:
-        return [
-            InvalidInput(
-                label,
-                "store",
-                f"store {spec.store_hash!r} is not known; add it first with "
-                "'rebill stores add'",
-            )
-        ]
+        return [unknown_store(label, spec.store_hash)]
     if spec.reference is None:
         return []
     taken = session.scalar(
