@@ -27,7 +27,9 @@ def load_runtime() -> Runtime:
     except RebillError as error:
         raise click.ClickException(str(error)) from None
     logs.configure(settings.log_level)
-    return Runtime.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
+    click.get_current_context().call_on_close(runtime.close)
+    return runtime
 
 
 def reports_errors(function: F) -> F:
