@@ -21,7 +21,7 @@ class SubscriptionStatus(enum.StrEnum):
 
 
 class EndOfDunning(enum.StrEnum):
-    """What happens to a subscription when a renewal has exhausted its retries."""
+    """Action taken on a subscription when a renewal has exhausted its retries."""
 
     PAUSE = "pause"
     SKIP = "skip"

@@ -2,9 +2,9 @@
 
 One client serves one store. Every call has a connect and a read timeout, logs
 one INFO line without secrets, and raises a subclass of BigCommerceError on
-failure (see rebill.errors). The client decides nothing about retries: it only
-tells apart a request that certainly never left (RequestNotSent) from one that
-may have been processed (OutcomeUnknown) and from an error answer (ApiError).
+failure (see rebill.errors). The client makes no retry decisions. It only
+distinguishes a request that certainly never left (RequestNotSent) from one that
+may have been processed (OutcomeUnknown) and from an error response (ApiError).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class PaymentResult:
 
 @dataclass(frozen=True)
 class ResponseInfo:
-    """What a rate limiter needs to know of one answer."""
+    """Status and headers of one response, as a rate limiter reads them."""
 
     host: str  # "api" or "payments"
     status: int
@@ -87,7 +87,7 @@ class RequestGate(Protocol):
         """Wait briefly or raise RateLimitWait; `host` is "api" or "payments"."""
 
     def after(self, info: ResponseInfo) -> None:
-        """Learn from an answer's status and rate-limit headers."""
+        """Record a response's status and rate-limit headers."""
 
 
 class BigCommerceClient:
@@ -154,7 +154,7 @@ class BigCommerceClient:
             return str(answer["data"]["id"])
         except (KeyError, TypeError):
             raise ApiError(
-                "answer has no data.id",
+                "response has no data.id",
                 **self._context("create payment access token", order_id),
             ) from None
 
@@ -272,7 +272,7 @@ def payment_authorization(pat: str) -> str:
 def transport_error(
     exc: requests.RequestException, context: dict[str, Any]
 ) -> BigCommerceError:
-    """Classify a failure without an HTTP answer by whether the request left."""
+    """Classify a failure without an HTTP response by whether the request left."""
     if isinstance(exc, requests.ConnectTimeout) or _is_connect_failure(exc):
         return RequestNotSent(
             f"could not connect ({type(exc).__name__}); nothing was sent", **context
@@ -299,7 +299,7 @@ def _is_connect_failure(exc: requests.RequestException) -> bool:
 
 
 def read_answer(response: requests.Response, context: dict[str, Any]) -> Any:
-    """Return the decoded JSON of a 2xx answer, or raise the matching error."""
+    """Return the decoded JSON of a 2xx response, or raise the matching error."""
     status = response.status_code
     if status == 429:
         raise RateLimited(
@@ -317,7 +317,7 @@ def read_answer(response: requests.Response, context: dict[str, Any]) -> Any:
         return response.json()
     except ValueError:
         raise ApiError(
-            f"HTTP {status} answer is not JSON", http_status=status, **context
+            f"HTTP {status} response is not JSON", http_status=status, **context
         ) from None
 
 
@@ -383,7 +383,7 @@ def parse_payment_result(answer: Any, context: dict[str, Any]) -> PaymentResult:
     data = (answer or {}).get("data") if isinstance(answer, dict) else None
     if not isinstance(data, dict) or "id" not in data:
         raise OutcomeUnknown(
-            "2xx answer without data.id; the payment may have been taken", **context
+            "2xx response without data.id; the payment may have been taken", **context
         )
     return PaymentResult(
         transaction_id=str(data["id"]),

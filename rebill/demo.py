@@ -47,7 +47,7 @@ SETTLED_STATES = (*FINAL_STATES, CycleState.NEEDS_REVIEW, CycleState.UNKNOWN)
 
 @dataclass
 class DemoCustomers:
-    """Which demo customers were given which kind of stored instruments."""
+    """Demo customer ids, grouped by the stored instruments they were given."""
 
     paying: list[int] = field(default_factory=list)
     declining: list[int] = field(default_factory=list)
@@ -111,8 +111,8 @@ def redis_for_demo() -> Iterator[str]:
 def seed_sandbox(sandbox: SandboxServer, count: int, token: str) -> DemoCustomers:
     """Create the demo store and one customer per subscription.
 
-    Most customers hold a default Visa card and a PayPal account; every 25th
-    card is declined for insufficient funds and every 40th customer has only an
+    Most customers have a default Visa card and a PayPal account. Every 25th
+    card is declined for insufficient funds, and every 40th customer has only an
     expired card, so the summary shows failures next to payments.
     """
     state = sandbox.state
@@ -155,7 +155,7 @@ def seed_sandbox(sandbox: SandboxServer, count: int, token: str) -> DemoCustomer
 
 
 def order_template(customer_id: int) -> dict:
-    """A monthly box and its add-on, shipped to the customer."""
+    """Return the order template of a demo subscription: a box and filters."""
     address = {
         "first_name": "Demo",
         "last_name": f"Customer {customer_id}",

@@ -118,7 +118,7 @@ class OutcomeUnknown(BigCommerceError):
 
 
 class RateLimited(BigCommerceError):
-    """BigCommerce answered 429; `retry_after` is in seconds, None when not given."""
+    """BigCommerce responded 429; `retry_after` is in seconds, None when not given."""
 
     def __init__(self, message: str, *, retry_after: float | None, **context) -> None:
         self.retry_after = retry_after
@@ -126,4 +126,4 @@ class RateLimited(BigCommerceError):
 
 
 class ApiError(BigCommerceError):
-    """BigCommerce answered with an error status and, usually, an error code."""
+    """BigCommerce responded with an error status and, usually, an error code."""

@@ -1,4 +1,4 @@
-"""What a running role needs: settings, the database and BigCommerce clients."""
+"""Process-wide resources of a role: settings, the database and BigCommerce clients."""
 
 from __future__ import annotations
 
@@ -44,5 +44,5 @@ class Runtime:
 
 @functools.cache
 def process_runtime() -> Runtime:
-    """The runtime of this process, built once from the environment."""
+    """Return this process's runtime, built once from the environment."""
     return Runtime.from_settings(Settings.from_env())

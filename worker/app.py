@@ -1,9 +1,9 @@
 """The Celery application and its one task.
 
-Settings chosen for money: a task is acknowledged only after it ran (a worker
-killed mid-task means the task is delivered again, and the cycle's claim makes
-the second delivery harmless); a worker takes one task at a time per thread;
-results are not stored; only JSON is accepted. Long waits never live in Celery:
+The settings are chosen for money. A task is acknowledged only after it ran, so
+a task whose worker was killed is delivered again, and the cycle's claim makes
+that second delivery harmless. A worker takes one task at a time per thread,
+results are not stored, and only JSON is accepted. Long waits never live in Celery:
 a retry waits in the database as next_attempt_at and the scheduler queues it.
 """
 
@@ -26,7 +26,7 @@ QUEUE = "rebill"
 # Redis redelivers a task not acknowledged within this time, so it must exceed
 # the longest renewal (a few API calls with their timeouts).
 VISIBILITY_TIMEOUT_SECONDS = 3600
-# Longest delay given to a task in the broker; longer waits live in the database.
+# Maximum delay given to a task in the broker. Longer waits live in the database.
 MAX_COUNTDOWN_SECONDS = 120
 
 
@@ -61,7 +61,7 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def make_worker_app() -> Celery:
-    """The app that `celery -A worker worker` runs, with the renew task."""
+    """Build the app that `celery -A worker worker` runs, with the renew task."""
     app = make_celery(Settings.from_env())
 
     @app.task(name=RENEW_TASK, acks_late=True, bind=True)
