@@ -118,6 +118,17 @@ def parse_subscription(
     return spec
 
 
+def parse_subscription_or_errors(
+    record: object, *, label: str, default_currency: str | None
+) -> tuple[SubscriptionSpec | None, list[InvalidInput]]:
+    """Validate every field of one record and return the spec or all its errors.
+
+    Behaves like parse_subscription but does not stop at the first invalid
+    field, so an API can name each bad field in one response.
+    """
+    return _parse_record(record, label=label, default_currency=default_currency)
+
+
 def _parse_record(
     raw: object, *, label: str, default_currency: str | None
 ) -> tuple[SubscriptionSpec | None, list[InvalidInput]]:

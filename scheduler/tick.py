@@ -28,6 +28,7 @@ from models import (
 )
 from rebill import cycles
 from rebill.runtime import Runtime
+from rebill.subscription_changes import ends_before_renewal
 from scheduler.schedule import catch_up
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def open_due_cycles(session: Session, now: datetime, batch_size: int) -> list[in
         return []
     rows = []
     for subscription in due:
+        if ends_before_renewal(subscription):
+            subscription.status = SubscriptionStatus.CANCELED
+            logger.info("subscription %d: canceled at period end", subscription.id)
+            continue
         bill_at, following = catch_up(
             subscription.cron, subscription.timezone, subscription.next_billing_at, now
         )

@@ -31,6 +31,11 @@ def generate_key() -> tuple[str, str]:
     return prefix, f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
 
 
+def key_prefix(key: str) -> str:
+    """Return the prefix of a key; the secret part may itself contain '_'."""
+    return "_".join(key.split("_", 2)[:2])
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
