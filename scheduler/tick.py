@@ -102,6 +102,8 @@ def open_due_cycles(session: Session, now: datetime, batch_size: int) -> list[in
         )
         rows.append(cycle_row(subscription, bill_at, now))
         subscription.next_billing_at = following
+    if not rows:
+        return []
     opened = insert_cycles(session, rows)
     logger.info("opened %d cycle(s) for %d due subscription(s)", len(opened), len(due))
     return opened

@@ -40,10 +40,10 @@ def error_fields(response) -> set[str]:
 def add_cycle(runtime: Runtime, subscription_id: int, **values: object) -> int:
     with runtime.sessions() as session:
         subscription = session.get(Subscription, subscription_id)
+        values.setdefault("scheduled_at", NOW - timedelta(hours=2))
         cycle = BillingCycle(
             subscription_id=subscription.id,
             store_id=subscription.store_id,
-            scheduled_at=NOW - timedelta(hours=2),
             amount_minor=subscription.amount_minor,
             currency=subscription.currency,
             **values,
