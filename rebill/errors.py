@@ -5,6 +5,7 @@
     ├── InvalidInput              a merchant's record or option is invalid
     │   └── InvalidInputFile      one or more records of a file are invalid
     ├── RateLimitWait             the limiter will not admit a request soon enough
+    │   └── LimiterUnavailable    Redis cannot be reached, so nothing is admitted
     └── BigCommerceError          a call to BigCommerce failed
         ├── RequestNotSent        the request certainly never left (connect failed)
         ├── OutcomeUnknown        the request may have reached BigCommerce
@@ -73,6 +74,23 @@ class RateLimitWait(RebillError):
         self.seconds = seconds
         super().__init__(
             f"store {store_hash}: {host} rate limit, next request in {seconds:.2f} s"
+        )
+
+
+class LimiterUnavailable(RateLimitWait):
+    """The rate limiter's Redis cannot be reached, so the request was not sent.
+
+    Without Redis no worker can know what the others sent, so the limiter
+    admits nothing (it fails closed) and the renewal waits `seconds` like any
+    other rate-limit wait. `reason` names the Redis error.
+    """
+
+    def __init__(self, store_hash: str, host: str, seconds: float, *, reason: str):
+        super().__init__(store_hash, host, seconds)
+        self.reason = reason
+        self.args = (
+            f"store {store_hash}: rate limiter unavailable ({reason}); {host} "
+            f"request not sent, retry in {seconds:.0f} s",
         )
 
 

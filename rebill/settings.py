@@ -79,6 +79,30 @@ class Settings:
     worker_concurrency: int = _setting(
         8, "threads per Celery worker process", "threads"
     )
+    payments_rate: float = _setting(
+        12.0,
+        "POST /payments admitted per store per second; with the burst it must "
+        "keep burst + rate x 4 <= 50 (BigCommerce allows 50 per 4 s)",
+        "requests/s",
+    )
+    payments_burst: int = _setting(
+        1, "POST /payments a store may send at once after a pause", "requests"
+    )
+    api_other_apps_share: float = _setting(
+        0.1,
+        "part of each store's API quota that rebill leaves for the store's other "
+        "apps, from 0 to below 1",
+        "fraction",
+    )
+    limiter_max_sleep: float = _setting(
+        1.0,
+        "longest a worker thread sleeps for a rate limit; a longer wait gives the "
+        "renewal back to the queue",
+        "seconds",
+    )
+    limiter_redis_timeout: float = _setting(
+        2.0, "time allowed for one rate-limiter call to Redis", "seconds"
+    )
     log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     web_secret_key: str = _setting(
         "",
@@ -126,6 +150,44 @@ class Settings:
             raise ConfigurationError(
                 f"{env_name('log_level')}={self.log_level!r} is invalid: "
                 "use DEBUG, INFO, WARNING or ERROR"
+            )
+        self._validate_limiter()
+
+    def _validate_limiter(self) -> None:
+        from rebill.limiter import PAYMENTS_WINDOW_LIMIT, payments_window_bound
+
+        if self.payments_rate <= 0:
+            raise ConfigurationError(
+                f"{env_name('payments_rate')}={self.payments_rate} is invalid: "
+                "it must be greater than 0"
+            )
+        if self.payments_burst < 1:
+            raise ConfigurationError(
+                f"{env_name('payments_burst')}={self.payments_burst} is invalid: "
+                "it must be 1 or more"
+            )
+        bound = payments_window_bound(self.payments_rate, self.payments_burst)
+        if bound > PAYMENTS_WINDOW_LIMIT:
+            raise ConfigurationError(
+                f"{env_name('payments_rate')}={self.payments_rate} with "
+                f"{env_name('payments_burst')}={self.payments_burst} admits {bound} "
+                f"payments in some 4 s window, more than BigCommerce's "
+                f"{PAYMENTS_WINDOW_LIMIT}: lower them so that burst + rate x 4 <= 50"
+            )
+        if not 0 <= self.api_other_apps_share < 1:
+            raise ConfigurationError(
+                f"{env_name('api_other_apps_share')}={self.api_other_apps_share} is "
+                "invalid: use a fraction from 0 up to, not including, 1"
+            )
+        if self.limiter_max_sleep < 0:
+            raise ConfigurationError(
+                f"{env_name('limiter_max_sleep')}={self.limiter_max_sleep} is "
+                "invalid: it must be 0 or more"
+            )
+        if self.limiter_redis_timeout <= 0:
+            raise ConfigurationError(
+                f"{env_name('limiter_redis_timeout')}={self.limiter_redis_timeout} "
+                "is invalid: it must be greater than 0"
             )
 
     def describe(self) -> list[tuple[str, str, Setting]]:

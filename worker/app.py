@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from kombu.exceptions import OperationalError
 
 from rebill.errors import ConfigurationError, RateLimitWait
 from rebill.runtime import process_runtime
@@ -71,9 +72,30 @@ def make_worker_app() -> Celery:
         try:
             renew(cycle_id, process_runtime())
         except RateLimitWait as wait:
-            # A short wait comes back as a delayed task; the scheduler also
-            # queues the cycle once its next_attempt_at has passed.
-            if wait.seconds <= MAX_COUNTDOWN_SECONDS:
-                task.apply_async(args=[cycle_id], countdown=wait.seconds)
+            queue_after_wait(task, cycle_id, wait)
 
     return app
+
+
+def queue_after_wait(task: Task, cycle_id: int, wait: RateLimitWait) -> bool:
+    """Queue the renewal again as a task delayed by the wait; return whether it is.
+
+    The worker thread is free meanwhile. A longer wait, or a broker that cannot
+    take the task, leaves the cycle to the scheduler, which queues it again
+    once its next_attempt_at has passed or REBILL_REQUEUE_AFTER has elapsed.
+    """
+    if wait.seconds > MAX_COUNTDOWN_SECONDS:
+        logger.info("cycle %d: %s; left to the scheduler", cycle_id, wait)
+        return False
+    try:
+        task.apply_async(args=[cycle_id], countdown=wait.seconds)
+    except OperationalError as error:
+        logger.warning(
+            "cycle %d: %s, and queuing it again failed (%s); left to the scheduler",
+            cycle_id,
+            wait,
+            error,
+        )
+        return False
+    logger.info("cycle %d: %s; queued again", cycle_id, wait)
+    return True

@@ -30,6 +30,7 @@ from models import (
 from rebill import cycles
 from rebill.client import BigCommerceClient, PaymentResult
 from rebill.errors import ApiError, BigCommerceError, RateLimitWait
+from rebill.limiter import StoreGate
 from rebill.money import to_minor_units
 from rebill.order_template import OrderTemplate
 from rebill.policy import classify_error
@@ -50,6 +51,7 @@ class Renewal:
     subscription: Subscription
     store: Store
     attempt_id: int
+    gate: StoreGate
 
     @property
     def ids(self) -> str:
@@ -71,7 +73,7 @@ def renew(
     renewal = claim(cycle_id, runtime, clock())
     if renewal is None:
         return None
-    client = runtime.client_for(renewal.store)
+    client = runtime.client_for(renewal.store, renewal.gate)
     try:
         ensure_order(renewal, client, runtime, clock)
         result = charge(renewal, client, runtime, clock)
@@ -107,6 +109,10 @@ def claim(cycle_id: int, runtime: Runtime, now: datetime) -> Renewal | None:
             session.commit()
             logger.info("%s: skipped, subscription is %s", prefix, subscription.status)
             return None
+        # Taking the store API requests first means a store out of quota
+        # defers the task (RateLimitWait) before any attempt is opened.
+        gate = runtime.gate_for(store)
+        gate.reserve_api(expected_api_requests(cycle))
         attempt_id = cycles.claim_cycle(session, cycle, now)
         if attempt_id is None:
             logger.info("%s: claimed by another worker, nothing to do", prefix)
@@ -115,7 +121,19 @@ def claim(cycle_id: int, runtime: Runtime, now: datetime) -> Renewal | None:
         session.commit()
         session.refresh(cycle)
         logger.info("%s: claimed, attempt %d", prefix, cycle.attempt_count)
-        return Renewal(cycle, subscription, store, attempt_id)
+        return Renewal(cycle, subscription, store, attempt_id, gate)
+
+
+def expected_api_requests(cycle: BillingCycle) -> int:
+    """Return the store API requests a renewal of the unclaimed cycle makes.
+
+    Payment methods and a PAT, plus creating the order when the cycle has none
+    and, after an earlier try, looking for the order that try may have made.
+    """
+    requests = 2
+    if cycle.order_id is None:
+        requests += 2 if cycle.attempt_count > 0 else 1
+    return requests
 
 
 def skip(session: Session, cycle: BillingCycle, reason: str, now: datetime) -> None:
