@@ -260,7 +260,9 @@ PAGE_PARAMETERS = [
         "page size, 50 by default",
     ),
     _query(
-        "after", {"type": "integer", "minimum": 0}, "next_after of the previous page"
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        "next_after of the previous page",
     ),
 ]
 BODY_ERRORS = (400, 401, 404, 409, 413, 415, 422)

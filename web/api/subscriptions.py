@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 MAX_PREVIEW_COUNT = 24
+# Largest id a cursor may name: ids are 32-bit INTEGER columns.
+MAX_ID = 2**31 - 1
 STATUSES = tuple(status.value for status in SubscriptionStatus)
 NOT_FOUND = "subscription not found"
 
@@ -52,7 +54,7 @@ def get_store() -> Response:
 @api.get("/subscriptions")
 def list_subscriptions() -> Response:
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
-    after = int_arg("after", 0, minimum=0, maximum=2**63 - 1)
+    after = int_arg("after", 0, minimum=0, maximum=MAX_ID)
     query = (
         sa.select(Subscription)
         .where(Subscription.store_id == current_key().store_id, Subscription.id > after)
@@ -205,7 +207,7 @@ def _preview(subscription: Subscription, count: int) -> list[dict[str, Any]]:
 def list_cycles(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
-    after = int_arg("after", 0, minimum=0, maximum=2**63 - 1)
+    after = int_arg("after", 0, minimum=0, maximum=MAX_ID)
     found = list(
         db().scalars(
             sa.select(BillingCycle)
