@@ -6,11 +6,12 @@ redis.RedisError when Redis does not answer; callers show that instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import redis
 
+from rebill.limiter import LimiterStats, stats_key
 from worker.app import QUEUE
 
 # kombu's Redis transport keeps a queue as a list named after it, plus one list
@@ -18,18 +19,6 @@ from worker.app import QUEUE
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 # Written by the scheduler after each tick, as Unix seconds.
 LAST_TICK_KEY = "rebill:scheduler:last_tick"
-
-
-@dataclass(frozen=True)
-class LimiterTotals:
-    """Counters that the rate limiter keeps for one store and one host."""
-
-    store_hash: str
-    host: str  # "payments" (the payments host) or "api" (the store API)
-    admitted: int
-    waits: int
-    wait_seconds: float
-    rate_limited: int
 
 
 def celery_queue_length(client: redis.Redis) -> int:
@@ -47,9 +36,16 @@ def last_scheduler_tick(client: redis.Redis) -> datetime | None:
     return datetime.fromtimestamp(float(raw), UTC)
 
 
-def limiter_totals(client: redis.Redis) -> list[LimiterTotals]:
-    """Return the limiter's counters of every store that has any.
-
-    TODO: read the counters once rebill.limiter exposes them.
-    """
-    return []
+def limiter_stats(
+    client: redis.Redis, store_hashes: Iterable[str]
+) -> dict[str, LimiterStats]:
+    """Return the rate limiter's counters of each store (zeros when idle)."""
+    hashes = list(store_hashes)
+    with client.pipeline() as pipe:
+        for store_hash in hashes:
+            pipe.hgetall(stats_key(store_hash))
+        raw = pipe.execute()
+    return {
+        store_hash: LimiterStats.from_hash(store_hash, values)
+        for store_hash, values in zip(hashes, raw, strict=True)
+    }

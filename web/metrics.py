@@ -24,9 +24,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy.orm import Session
 
-from models import BillingCycle, ChargeAttempt, CycleState
+from models import BillingCycle, ChargeAttempt, CycleState, Store
 from web.app import WebServices, services
-from web.health import celery_queue_length, last_scheduler_tick, limiter_totals
+from web.health import celery_queue_length, last_scheduler_tick, limiter_stats
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ class RebillCollector(Collector):
             yield charge_latency(session)
             yield unknown_outcomes(session)
             yield oldest_due_age(session, now)
+            store_hashes = list(session.scalars(sa.select(Store.store_hash)))
         if self.web.redis is not None:
-            yield from redis_metrics(self.web.redis)
+            yield from redis_metrics(self.web.redis, store_hashes)
 
 
 def renewals_by_state(session: Session) -> GaugeMetricFamily:
@@ -180,11 +181,11 @@ def oldest_due_age(session: Session, now: datetime) -> GaugeMetricFamily:
     )
 
 
-def redis_metrics(client: redis.Redis) -> Iterator:
+def redis_metrics(client: redis.Redis, store_hashes: list[str]) -> Iterator:
     try:
         queue = celery_queue_length(client)
         tick = last_scheduler_tick(client)
-        totals = limiter_totals(client)
+        stats = limiter_stats(client, store_hashes)
     except redis.RedisError as error:
         logger.warning("metrics: Redis unreachable, skipping its metrics: %s", error)
         yield GaugeMetricFamily("rebill_redis_up", "1 when Redis answered.", value=0)
@@ -206,12 +207,14 @@ def redis_metrics(client: redis.Redis) -> Iterator:
     )
     limited = CounterMetricFamily(
         "rebill_limiter_rate_limited",
-        "HTTP 429 answers reported to the rate limiter, by store and host.",
+        "HTTP 429 responses reported to the rate limiter, by store and host.",
         labels=["store", "host"],
     )
-    for total in totals:
-        waits.add_metric([total.store_hash, total.host], total.waits)
-        limited.add_metric([total.store_hash, total.host], total.rate_limited)
+    for store_hash, counters in stats.items():
+        waits.add_metric([store_hash, "payments"], counters.payments_waits)
+        waits.add_metric([store_hash, "api"], counters.api_waits)
+        limited.add_metric([store_hash, "payments"], counters.payments_429)
+        limited.add_metric([store_hash, "api"], counters.api_429)
     yield waits
     yield limited
 

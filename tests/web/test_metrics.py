@@ -7,6 +7,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from models import CycleState, Subscription
+from rebill.limiter import stats_key
 from rebill.runtime import Runtime
 from tests.web.conftest import NOW, StoreKey, new_subscription
 from tests.web.test_api import add_cycle
@@ -51,6 +52,10 @@ def test_metrics_report_renewals_and_queue(
     broker = redis.Redis.from_url(redis_url)
     broker.rpush("rebill", "task-1", "task-2")
     broker.set(LAST_TICK_KEY, repr(NOW.timestamp()))
+    broker.hset(
+        stats_key(store_a.store_hash),
+        mapping={"payments_waits": 3, "payments_429": 1, "api_waits": 2},
+    )
     broker.close()
 
     metrics = scrape(client)
@@ -75,6 +80,17 @@ def test_metrics_report_renewals_and_queue(
     assert value(latency, "rebill_charge_latency_seconds_bucket", le="0.5") == 0
     assert value(latency, "rebill_charge_latency_seconds_bucket", le="1.0") == 3
     assert value(metrics["rebill_queue_depth"], "rebill_queue_depth") == 2
+    waits = metrics["rebill_limiter_waits"]
+    store = store_a.store_hash
+    assert value(waits, "rebill_limiter_waits_total", store=store, host="payments") == 3
+    assert value(waits, "rebill_limiter_waits_total", store=store, host="api") == 2
+    limited = metrics["rebill_limiter_rate_limited"]
+    assert (
+        value(
+            limited, "rebill_limiter_rate_limited_total", store=store, host="payments"
+        )
+        == 1
+    )
     tick = metrics["rebill_scheduler_last_tick_timestamp_seconds"]
     assert (
         value(tick, "rebill_scheduler_last_tick_timestamp_seconds") == NOW.timestamp()

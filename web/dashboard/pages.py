@@ -14,7 +14,7 @@ from rebill.money import format_minor_units
 from web.app import db, now, services
 from web.dashboard import dashboard, queries
 from web.dashboard.forms import ActionForm
-from web.health import celery_queue_length, last_scheduler_tick, limiter_totals
+from web.health import celery_queue_length, last_scheduler_tick, limiter_stats
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _redis_health() -> dict[str, object]:
         return {
             "queue": celery_queue_length(client),
             "last_tick": last_scheduler_tick(client),
-            "limiter": {(t.store_hash, t.host): t for t in limiter_totals(client)},
+            "limiter": limiter_stats(client, queries.store_hashes(db())),
         }
     except redis.RedisError as error:
         logger.warning("dashboard: Redis unreachable: %s", error)
