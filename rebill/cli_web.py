@@ -30,8 +30,13 @@ MIN_SECRET_KEY_LENGTH = 32
     type=click.IntRange(1, 256),
     help="Request threads of the waitress server.",
 )
+@click.option(
+    "--cookie-secure",
+    is_flag=True,
+    help="Send the dashboard's session cookie over HTTPS only (set behind TLS).",
+)
 @reports_errors
-def web(host: str, port: int, threads: int) -> None:
+def web(host: str, port: int, threads: int, cookie_secure: bool) -> None:
     """Serve the merchant API, the ops dashboard and /metrics."""
     import waitress
 
@@ -47,7 +52,9 @@ def web(host: str, port: int, threads: int) -> None:
             "example the output of: python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'"
         )
-    app = create_app(runtime, enqueue=celery_enqueue(runtime))
+    app = create_app(
+        runtime, enqueue=celery_enqueue(runtime), cookie_secure=cookie_secure
+    )
     click.echo(f"rebill web listening on http://{host}:{port}")
     waitress.serve(app, host=host, port=port, threads=threads, ident="rebill")
 

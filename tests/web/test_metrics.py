@@ -127,3 +127,29 @@ def test_tick_cancels_at_period_end(
     assert opened == []
     with runtime.sessions() as session:
         assert session.get(Subscription, sid).status == "canceled"
+
+
+def test_grafana_queries_use_served_metrics(
+    client: FlaskClient, store_a: StoreKey, runtime: Runtime, redis_url: str
+) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    sid = client.post(
+        "/api/v1/subscriptions", json=new_subscription(), headers=store_a.headers
+    ).json["id"]
+    add_cycle(runtime, sid, state=CycleState.FAILED, last_error_code=30106)
+    broker = redis.Redis.from_url(redis_url)
+    broker.set(LAST_TICK_KEY, repr(NOW.timestamp()))
+    broker.close()
+    served = client.get("/metrics").get_data(as_text=True)
+    sample_names = {line.split("{")[0].split(" ")[0] for line in served.splitlines()}
+    dashboard = Path(__file__).parents[2] / "docker/grafana/dashboards/rebill.json"
+    panels = json.loads(dashboard.read_text())["panels"]
+
+    expressions = [target["expr"] for panel in panels for target in panel["targets"]]
+    used = {name for e in expressions for name in re.findall(r"rebill_[a-z0-9_]+", e)}
+
+    assert used
+    assert used - sample_names == set()
