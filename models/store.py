@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+from rebill.encryption import EncryptedText
 
 # Store API requests allowed per 30-second window on each BigCommerce plan.
 PLAN_QUOTAS = {"standard": 150, "plus": 150, "pro": 450}
@@ -20,9 +21,9 @@ class Store(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     store_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200), default="")
-    # The store API access token. NOTE: stored as given; encryption at rest is not
-    # implemented yet, so the database must be treated as holding secrets.
-    access_token: Mapped[str] = mapped_column(sa.String(255))
+    # The store API access token, Fernet-encrypted with REBILL_SECRET_KEY in the
+    # database and plaintext on the loaded object (see rebill.encryption).
+    access_token: Mapped[str] = mapped_column(EncryptedText)
     api_url: Mapped[str] = mapped_column(sa.String(255))
     payments_url: Mapped[str] = mapped_column(sa.String(255))
     plan: Mapped[str] = mapped_column(sa.String(20), default="plus")

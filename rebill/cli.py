@@ -20,15 +20,26 @@ from rebill.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def load_runtime() -> Runtime:
-    """Read and validate the settings, then connect to the database."""
+def load_runtime(*, check: bool = True) -> Runtime:
+    """Read and validate the settings, then connect to the database.
+
+    With `check`, also stop unless the database is migrated and REBILL_SECRET_KEY
+    decrypts every stored API token (see rebill.startup).
+    """
+    from rebill.startup import check_ready
+
     try:
         settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_format)
+        runtime = Runtime.from_settings(settings)
     except RebillError as error:
         raise click.ClickException(str(error)) from None
-    logs.configure(settings.log_level)
-    runtime = Runtime.from_settings(settings)
     click.get_current_context().call_on_close(runtime.close)
+    if check:
+        try:
+            check_ready(runtime)
+        except RebillError as error:
+            raise click.ClickException(str(error)) from None
     return runtime
 
 
@@ -55,10 +66,15 @@ def main() -> None:
 @reports_errors
 def migrate() -> None:
     """Create or upgrade the database tables to the newest revision."""
+    from rebill.encryption import Keyring
     from rebill.migrations import upgrade
+    from rebill.startup import check_ready
 
-    runtime = load_runtime()
+    runtime = load_runtime(check=False)
+    # Stop before migrating if the key is missing: the migration encrypts tokens.
+    Keyring.from_setting(runtime.settings.secret_key)
     upgrade(runtime.settings.database_url)
+    check_ready(runtime)
     click.echo("database is at the newest revision")
 
 
@@ -334,4 +350,8 @@ def demo(count: int, workdir: Path) -> None:
     sys.exit(run_demo(count=count, workdir=workdir))
 
 
-from rebill import cli_web  # noqa: E402, F401  (registers web, api-keys, operators)
+# The command modules attach their commands to `main` when imported.
+from rebill import (  # noqa: E402
+    cli_ops,  # noqa: F401
+    cli_web,  # noqa: F401
+)

@@ -25,6 +25,7 @@ from rebill.errors import (
     RateLimited,
     RequestNotSent,
 )
+from rebill.logs import ids_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,14 @@ class BigCommerceClient:
             params={"external_order_id": external_order_id},
         )
         return list(answer or [])
+
+    def check_access(self) -> None:
+        """Make one cheap authenticated read (the newest order) to test the token.
+
+        Raises ApiError with HTTP 401 or 403 when the token or its scopes are
+        wrong; the orders scope is one every renewal needs.
+        """
+        self._api("GET", "/v2/orders", "check access", params={"limit": 1})
 
     def get_payment_methods(self, order_id: int) -> list[StoredInstrument]:
         """Return every stored instrument offered for the order, in API order."""
@@ -237,16 +246,25 @@ class BigCommerceClient:
         if self.gate is not None:
             self.gate.before(host)
         started = time.monotonic()
+        prefix = ids_prefix(store=self.store_hash, order=order_id)
         try:
             response = self.session.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
             )
         except requests.RequestException as exc:
-            raise transport_error(exc, context) from None
+            error = transport_error(exc, context)
+            logger.warning(
+                "%s: %s %s -> %s in %.3f s",
+                prefix,
+                method,
+                endpoint,
+                type(error).__name__,
+                time.monotonic() - started,
+            )
+            raise error from None
         logger.info(
-            "store %s order %s: %s %s -> %d in %.3f s",
-            self.store_hash,
-            order_id if order_id is not None else "-",
+            "%s: %s %s -> %d in %.3f s",
+            prefix,
             method,
             endpoint,
             response.status_code,

@@ -27,6 +27,7 @@ import click
 import sqlalchemy as sa
 
 from models import FINAL_STATES, BillingCycle, CycleState, utcnow
+from rebill.encryption import generate_key
 from rebill.errors import ConfigurationError
 from rebill.migrations import upgrade
 from rebill.redis_server import EmbeddedRedis, EmbeddedRedisUnavailable
@@ -70,6 +71,7 @@ def run_demo(*, count: int, workdir: Path) -> int:
                 **os.environ,
                 "REBILL_DATABASE_URL": database_url,
                 "REBILL_REDIS_URL": redis_url,
+                "REBILL_SECRET_KEY": demo_secret_key(),
             }
         )
         runtime = Runtime.from_settings(settings)
@@ -86,6 +88,11 @@ def run_demo(*, count: int, workdir: Path) -> int:
         print_summary(runtime, sandbox, elapsed, workdir)
         runtime.close()
     return 0 if finished else 1
+
+
+def demo_secret_key() -> str:
+    """Return REBILL_SECRET_KEY, or a new key for the demo's fresh database."""
+    return os.environ.get("REBILL_SECRET_KEY") or generate_key()
 
 
 @contextmanager
@@ -232,6 +239,7 @@ def celery_worker(settings: Settings, log_path: Path) -> Iterator[None]:
         **os.environ,
         "REBILL_DATABASE_URL": settings.database_url,
         "REBILL_REDIS_URL": settings.redis_url,
+        "REBILL_SECRET_KEY": settings.secret_key,
     }
     command = [
         sys.executable, "-m", "celery", "-A", "worker", "worker",

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Store
 from rebill.client import BigCommerceClient, RequestGate, StoreCredentials
 from rebill.db import create_engine, session_factory
+from rebill.encryption import Keyring, install_keyring
 from rebill.errors import ConfigurationError
 from rebill.limiter import Limiter, LimiterConfig, StoreGate
+from rebill.logs import register_secret
 from rebill.settings import Settings, env_name
 
 # One quick retry covers a pooled connection that Redis closed while idle; a
@@ -31,6 +33,8 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
+        """Connect to the database and install the settings' keys in this process."""
+        prepare_process(settings)
         engine = create_engine(settings.database_url)
         return cls(settings, engine, session_factory(engine))
 
@@ -62,6 +66,7 @@ class Runtime:
 
         Without a gate, the client gets a new one from gate_for().
         """
+        register_secret(store.access_token)
         credentials = StoreCredentials(
             store_hash=store.store_hash,
             access_token=store.access_token,
@@ -94,3 +99,11 @@ def limiter_config(settings: Settings) -> LimiterConfig:
 def process_runtime() -> Runtime:
     """Return this process's runtime, built once from the environment."""
     return Runtime.from_settings(Settings.from_env())
+
+
+def prepare_process(settings: Settings) -> None:
+    """Install the keyring and register the settings' secrets for redaction."""
+    if settings.secret_key:
+        install_keyring(Keyring.from_setting(settings.secret_key))
+    for secret in settings.secret_values():
+        register_secret(secret)

@@ -11,25 +11,42 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rebill.errors import ConfigurationError
 
 PREFIX = "REBILL_"
+MASK = "********"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """How one field of Settings is read from the environment."""
+    """Description, unit and display rule of one Settings field.
+
+    `secret` values are never shown; `url` values are shown without their
+    password.
+    """
 
     description: str
     unit: str = ""
     secret: bool = False
+    url: bool = False
 
 
-def _setting(default: Any, description: str, unit: str = "", secret: bool = False):
+def _setting(
+    default: Any,
+    description: str,
+    unit: str = "",
+    *,
+    secret: bool = False,
+    url: bool = False,
+) -> Any:
     return field(
         default=default,
-        metadata={"setting": Setting(description, unit, secret)},
+        metadata={"setting": Setting(description, unit, secret, url)},
     )
 
 
@@ -38,11 +55,20 @@ class Settings:
     database_url: str = _setting(
         "sqlite:///.rebill/rebill.db",
         "SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/rebill",
+        url=True,
     )
     redis_url: str = _setting(
         "",
         "Redis URL for the Celery broker and the rate limiter; empty starts an "
         "embedded Redis (demo only)",
+        url=True,
+    )
+    secret_key: str = _setting(
+        "",
+        "Fernet keys that encrypt store API tokens at rest, comma-separated: the "
+        "first encrypts, the others only decrypt during a rotation; create one with "
+        "`rebill keys generate`",
+        secret=True,
     )
     bigcommerce_api_url: str = _setting(
         "https://api.bigcommerce.com",
@@ -64,6 +90,12 @@ class Settings:
     )
     scheduler_batch_size: int = _setting(
         500, "due subscriptions claimed per database transaction", "rows"
+    )
+    scheduler_stale_after: float = _setting(
+        300.0,
+        "age of the scheduler's last tick after which `rebill health scheduler` "
+        "fails; must exceed REBILL_SCHEDULER_INTERVAL",
+        "seconds",
     )
     requeue_after: float = _setting(
         600.0,
@@ -103,6 +135,17 @@ class Settings:
     limiter_redis_timeout: float = _setting(
         2.0, "time allowed for one rate-limiter call to Redis", "seconds"
     )
+    shutdown_timeout: float = _setting(
+        60.0,
+        "time a worker stopped by SIGTERM gives its in-flight renewals to finish "
+        "before it exits and leaves them to the scheduler's recovery",
+        "seconds",
+    )
+    health_timeout: float = _setting(
+        5.0,
+        "time allowed for each probe of `rebill health` and `rebill check`",
+        "seconds",
+    )
     log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     web_secret_key: str = _setting(
         "",
@@ -112,6 +155,17 @@ class Settings:
     )
     web_session_hours: float = _setting(
         12.0, "time after which a dashboard sign-in expires", "hours"
+    )
+    log_format: str = _setting(
+        "text", "log line format: text, or json (one object per line) for shippers"
+    )
+    sentry_dsn: str = _setting(
+        "",
+        "Sentry DSN that errors and check-ins go to; empty turns Sentry off",
+        secret=True,
+    )
+    sentry_environment: str = _setting(
+        "production", "environment name attached to Sentry events"
     )
 
     @classmethod
@@ -129,16 +183,34 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        """Check ranges that a type conversion alone does not catch."""
+        """Check what a type conversion alone does not catch."""
+        self._validate_positive()
+        self._validate_choices()
+        self._validate_urls()
+        self._validate_limiter()
+        if self.scheduler_stale_after <= self.scheduler_interval:
+            raise ConfigurationError(
+                f"{env_name('scheduler_stale_after')}={self.scheduler_stale_after:g} "
+                f"is invalid: it must exceed {env_name('scheduler_interval')}="
+                f"{self.scheduler_interval:g}, or every health check fails between "
+                "two ticks"
+            )
+        if self.secret_key:
+            check_secret_keys(self.secret_key)
+
+    def _validate_positive(self) -> None:
         positive = (
             "http_connect_timeout",
             "http_read_timeout",
             "scheduler_interval",
             "scheduler_batch_size",
+            "scheduler_stale_after",
             "requeue_after",
             "charge_lease",
             "worker_concurrency",
             "web_session_hours",
+            "shutdown_timeout",
+            "health_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -146,12 +218,18 @@ class Settings:
                     f"{env_name(name)}={getattr(self, name)} is invalid: "
                     "it must be greater than 0"
                 )
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+
+    def _validate_choices(self) -> None:
+        if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigurationError(
                 f"{env_name('log_level')}={self.log_level!r} is invalid: "
                 "use DEBUG, INFO, WARNING or ERROR"
             )
-        self._validate_limiter()
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"{env_name('log_format')}={self.log_format!r} is invalid: "
+                "use text or json"
+            )
 
     def _validate_limiter(self) -> None:
         from rebill.limiter import PAYMENTS_WINDOW_LIMIT, payments_window_bound
@@ -190,20 +268,100 @@ class Settings:
                 "is invalid: it must be greater than 0"
             )
 
+    def _validate_urls(self) -> None:
+        import sqlalchemy as sa
+
+        try:
+            sa.make_url(self.database_url)
+        except sa.exc.ArgumentError:
+            # The URL may contain a password, so the message does not repeat it.
+            raise ConfigurationError(
+                f"{env_name('database_url')} is invalid: it is not a SQLAlchemy URL "
+                "such as postgresql+psycopg://user:password@host/rebill"
+            ) from None
+        scheme = urlsplit(self.redis_url).scheme
+        if self.redis_url and scheme not in REDIS_SCHEMES:
+            raise ConfigurationError(
+                f"{env_name('redis_url')} is invalid: the scheme must be redis, "
+                "rediss or unix, e.g. redis://127.0.0.1:6379/0"
+            )
+        if self.sentry_dsn:
+            check_sentry_dsn(self.sentry_dsn)
+
+    def secret_values(self) -> list[str]:
+        """Return the secrets in these settings: keys, DSN and URL passwords."""
+        values = [key.strip() for key in self.secret_key.split(",") if key.strip()]
+        if self.sentry_dsn:
+            values.append(self.sentry_dsn)
+        for url in (self.database_url, self.redis_url):
+            password = urlsplit(url).password
+            if password:
+                values += [password, unquote(password)]
+        return values
+
     def describe(self) -> list[tuple[str, str, Setting]]:
         """Return (variable, value shown, setting) rows with secrets masked."""
         rows = []
         for item in fields(self):
             setting: Setting = item.metadata["setting"]
-            value = str(getattr(self, item.name))
-            if setting.secret and value:
-                value = "********"
-            rows.append((env_name(item.name), value, setting))
+            rows.append((env_name(item.name), self.shown(item.name), setting))
         return rows
+
+    def shown(self, field_name: str) -> str:
+        """Return a setting's value as it may be printed or logged."""
+        setting: Setting = self.__dataclass_fields__[field_name].metadata["setting"]
+        value = str(getattr(self, field_name))
+        if setting.secret and value:
+            return MASK
+        if setting.url:
+            return url_without_password(value)
+        return value
 
 
 def env_name(field_name: str) -> str:
     return PREFIX + field_name.upper()
+
+
+def url_without_password(url: str) -> str:
+    """Return `url` with the password, if any, replaced by the mask."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}{MASK}@{netloc}"))
+
+
+def check_secret_keys(value: str) -> None:
+    """Raise ConfigurationError unless `value` is a comma-separated Fernet key list.
+
+    The message counts keys instead of quoting them, since they are secrets.
+    """
+    from cryptography.fernet import Fernet
+
+    keys = value.split(",")
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"{env_name('secret_key')} is invalid: key {number} of {len(keys)} "
+                "is not a Fernet key (32 url-safe base64-encoded bytes); create one "
+                "with `rebill keys generate`"
+            ) from None
+
+
+def check_sentry_dsn(value: str) -> None:
+    """Raise ConfigurationError unless `value` is a DSN that sentry-sdk accepts."""
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    try:
+        Dsn(value)
+    except BadDsn as error:
+        raise ConfigurationError(
+            f"{env_name('sentry_dsn')} is invalid: {error}; copy the DSN from the "
+            "Sentry project's Client Keys page"
+        ) from None
 
 
 def _convert(name: str, raw: str, type_name: Any) -> Any:

@@ -8,6 +8,7 @@ import threading
 from types import FrameType
 
 from models import utcnow
+from rebill.health import TickMonitor
 from rebill.runtime import Runtime
 from scheduler.tick import Enqueue, TickResult, tick
 
@@ -45,11 +46,15 @@ def run_forever(runtime: Runtime, enqueue: Enqueue | None = None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     enqueue = enqueue or celery_enqueue(runtime)
     interval = runtime.settings.scheduler_interval
+    monitor = TickMonitor(runtime.settings)
     logger.info("scheduler started: a tick every %.0f s", interval)
     while not stop.is_set():
         try:
             tick(runtime, utcnow(), enqueue)
         except Exception:
             logger.exception("scheduler tick failed; next tick in %.0f s", interval)
+        else:
+            monitor.finished()
         stop.wait(interval)
+    monitor.close()
     logger.info("scheduler stopped")

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery, Task
 from kombu.exceptions import OperationalError
 
+from rebill import logs
 from rebill.errors import ConfigurationError, RateLimitWait
 from rebill.runtime import process_runtime
 from rebill.settings import Settings, env_name
@@ -63,14 +64,24 @@ def make_celery(settings: Settings) -> Celery:
 
 def make_worker_app() -> Celery:
     """Build the app that `celery -A worker worker` runs, with the renew task."""
-    app = make_celery(Settings.from_env())
+    from worker.boot import connect_signals
+
+    try:
+        settings = Settings.from_env()
+        app = make_celery(settings)
+    except ConfigurationError as error:
+        # Raised while Celery imports the app: exit with the message alone
+        # instead of Celery's "unable to load" traceback.
+        raise SystemExit(f"rebill worker: not starting: {error}") from None
+    connect_signals(settings)
 
     @app.task(name=RENEW_TASK, acks_late=True, bind=True)
     def renew_task(task: Task, cycle_id: int) -> None:
         from worker.renewal import renew
 
         try:
-            renew(cycle_id, process_runtime())
+            with logs.bound_ids(cycle=cycle_id):
+                renew(cycle_id, process_runtime())
         except RateLimitWait as wait:
             queue_after_wait(task, cycle_id, wait)
 

@@ -27,7 +27,7 @@ from models import (
     SubscriptionStatus,
     utcnow,
 )
-from rebill import cycles
+from rebill import cycles, logs
 from rebill.client import BigCommerceClient, PaymentResult
 from rebill.errors import ApiError, BigCommerceError, RateLimitWait
 from rebill.limiter import StoreGate
@@ -73,6 +73,12 @@ def renew(
     renewal = claim(cycle_id, runtime, clock())
     if renewal is None:
         return None
+    logs.bind_ids(
+        store=renewal.store.store_hash,
+        subscription=renewal.subscription.id,
+        cycle=renewal.cycle.id,
+        order=renewal.cycle.order_id,
+    )
     client = runtime.client_for(renewal.store, renewal.gate)
     try:
         ensure_order(renewal, client, runtime, clock)
@@ -171,6 +177,7 @@ def ensure_order(
         )
         order = client.create_order(body)
     cycle.order_id = int(order["id"])
+    logs.bind_ids(order=cycle.order_id)
     with runtime.sessions() as session:
         cycles.set_order(session, cycle.id, cycle.order_id)
         session.commit()
