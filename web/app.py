@@ -3,7 +3,7 @@
     /api/v1/...      merchant API, authenticated by a store's API key (web.api)
     /login, /, ...   ops dashboard behind an operator sign-in (web.dashboard)
     /metrics         Prometheus metrics, read from the database and Redis
-    /health          200 when the database answers
+    /health          200 when the database responds
 
 One SQLAlchemy session serves each request and is closed when it ends. The
 dashboard's forms carry CSRF tokens (Flask-WTF); the API does not use cookies,
@@ -37,7 +37,7 @@ REDIS_TIMEOUT_SECONDS = 2.0
 
 @dataclass
 class WebServices:
-    """What request handlers use besides Flask: database, broker, clock."""
+    """Services of the request handlers besides Flask: database, broker, clock."""
 
     runtime: Runtime
     enqueue: Enqueue | None
@@ -101,7 +101,7 @@ def create_app(
 
 
 def _http_error(error: HTTPException) -> Response | HTTPException:
-    """Answer JSON under /api/ (for unknown routes too), the default page elsewhere."""
+    """Return a JSON error under /api/, unknown routes included; else the HTML page."""
     if not request.path.startswith("/api/"):
         return error
     from web.api.errors import handle_http_error

@@ -1,7 +1,7 @@
 """Queue, scheduler and rate limiter figures read from Redis.
 
 Shared by the dashboard's health page and /metrics. Each function raises
-redis.RedisError when Redis does not answer; callers show that instead.
+redis.RedisError when Redis is unreachable, and callers show that error.
 """
 
 from __future__ import annotations

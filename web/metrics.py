@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 metrics = Blueprint("metrics", __name__)
 
 # Upper bounds in seconds of the charge latency buckets: from the moment the
-# payment request was marked sent to the moment its answer was recorded.
+# payment request was marked sent to the moment its response was recorded.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -1,9 +1,10 @@
 """What an operator can do to a renewal or a store from the dashboard.
 
-Each action re-reads the row, checks its state with a compare-and-set UPDATE
-(rebill.cycles) so it cannot race a worker, and returns an ActionResult whose
-message the dashboard shows and the audit log keeps. Actions take a session
-and never commit; the caller commits the change together with its audit entry.
+Renewal actions change the cycle with a compare-and-set UPDATE
+(rebill.cycles.move_cycle), so an action cannot race a worker that claims the
+same cycle. Each returns an ActionResult, whose message the dashboard shows and
+the audit log keeps. Actions take a session and never commit, so the caller
+commits the change together with its audit entry.
 """
 
 from __future__ import annotations

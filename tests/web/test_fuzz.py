@@ -1,7 +1,7 @@
 """Fuzz the merchant API from its own OpenAPI document with schemathesis.
 
 Every generated request must get a response that is not a 5xx and that
-matches the document. A request answered with an error must leave the
+matches the document. A request that gets an error response must leave the
 database as it was, so no error leaves a partial write.
 """
 

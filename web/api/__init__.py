@@ -1,8 +1,8 @@
 """The merchant API under /api/v1, authenticated by a store's API key.
 
-Every request carries `Authorization: Bearer <key>`. A key sees only its own
-store: a subscription or renewal of another store answers 404, exactly as
-one that does not exist.
+Every request carries `Authorization: Bearer <key>`. A key can read and change
+only its own store's rows: a subscription or renewal of another store gets a
+404, exactly as one that does not exist.
 """
 
 from __future__ import annotations

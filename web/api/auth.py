@@ -91,7 +91,7 @@ def _reject_constant(name: str) -> None:
 
 
 def int_arg(name: str, default: int, *, minimum: int, maximum: int) -> int:
-    """Read an integer query parameter; out of range or not a number answers 422."""
+    """Read an integer query parameter; raise a 422 ApiProblem if it is invalid."""
     from rebill.errors import InvalidInput
 
     raw = request.args.get(name)

@@ -3,8 +3,9 @@
 The body is read as a stream, record by record, in one of three formats chosen
 by Content-Type: a JSON array (application/json), JSON lines
 (application/x-ndjson) or CSV with a header row (text/csv). Every record is
-validated and added inside one transaction, which is committed only when no
-record had an error; otherwise the response lists every bad record and field.
+validated and added inside one transaction. The transaction is committed only
+when no record had an error. Otherwise it is rolled back, and the response lists
+every bad record and field.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ Entry = tuple[str, object]  # (label, record or the InvalidInput that replaced i
 
 # Records validated between two inserts; bounds the memory an import needs.
 BATCH_SIZE = 500
-# Reading stops after this many errors; the response says so.
+# Reading stops after this many errors, and the response message mentions it.
 MAX_ERRORS = 1000
 # Largest single record of a JSON array, so a body without a closing bracket
 # cannot fill the memory.

@@ -46,6 +46,8 @@ class SignInForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 
+# NOTE: failed sign-ins are logged but not throttled; put the dashboard behind a
+# proxy that rate-limits POST /login if it is reachable from the internet.
 @dashboard.route("/login", methods=["GET", "POST"])
 def login() -> str | Response:
     form = SignInForm()
