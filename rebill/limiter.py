@@ -27,14 +27,16 @@ decision to arrival at BigCommerce. A request whose turn comes within
 turn is not reserved: the request raises RateLimitWait, so the worker thread is
 given back.
 
-Store API: the limiter tracks, per store, the end of the current quota window
-and an estimate of the requests left in it for all apps together. The estimate
-starts at the store's quota when a window begins and drops by one for each
-request admitted. After each response it drops to the response's Requests-Left
-minus the requests admitted after the one responded to. A request is admitted
-while at least `reserve` (the share left for the store's other apps) would
-remain. After a 429, every worker of the store waits until the reset time the
-response gives, or an exponential backoff when it gives none.
+Store API: the limiter tracks, per store, the end of the current quota window,
+the requests rebill sent in it, and an estimate of the requests left in it for
+all apps together. The estimate starts at the store's quota when a window
+begins and drops by one for each request admitted. After each response it drops
+to the response's Requests-Left minus the requests admitted after the one
+responded to. A request is admitted while rebill's own requests stay within the
+quota less the share left for other apps, and the estimate stays at 0 or more,
+so rebill takes less when other apps take more than their share. After a 429,
+every worker of the store waits until the reset time the response gives, or an
+exponential backoff when it gives none.
 
 Failing closed: when Redis cannot be reached, before() raises LimiterUnavailable
 (a RateLimitWait), so no request and above all no payment is sent. after()
@@ -158,11 +160,12 @@ return {1, wait, now}
 """
 )
 
-# KEYS: api state, stats. ARGV: quota, reserve, count, window (us), stats ttl
-# (s), mode, max sleep (us). Mode 'take' admits `count` requests. Mode 'check'
-# only honours a block after a 429, for requests an earlier 'take' admitted.
-# The max sleep is the longest wait the caller sleeps through: a longer wait
-# counts as a deferral.
+# KEYS: api state, stats. ARGV: quota, budget, count, window (us), stats ttl
+# (s), mode, max sleep (us). The budget is the quota less the share left for
+# other apps. Mode 'take' admits `count` requests. Mode 'check' only honours a
+# block after a 429, for requests an earlier 'take' admitted. The max sleep is
+# the longest wait the caller sleeps through: a longer wait counts as a
+# deferral.
 # Returns {admitted (0/1), wait (us), sequence, now (us)}: sequence numbers
 # every request admitted for the store, so after() can tell how many went out
 # after the one a response belongs to.
@@ -170,32 +173,31 @@ API_DECIDE = (
     LUA_PRELUDE
     + """
 local now = now_us()
-local quota, reserve, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local quota, budget, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, ttl, mode = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local max_sleep = tonumber(ARGV[7])
-local state = redis.call(
-  'HMGET', KEYS[1], 'window_end', 'left', 'blocked_until', 'sequence', 'known')
-local window_end, left = num(state[1], 0), num(state[2], 0)
-local blocked, sequence = num(state[3], 0), num(state[4], 0)
+local state = redis.call('HMGET', KEYS[1],
+  'window_end', 'left', 'used', 'blocked_until', 'sequence', 'known')
+local window_end, left, used = num(state[1], 0), num(state[2], 0), num(state[3], 0)
+local blocked, sequence = num(state[4], 0), num(state[5], 0)
 if blocked > now then
   count_wait(KEYS[2], 'api', blocked - now, ttl, blocked - now > max_sleep)
   return {0, blocked - now, sequence, now}
 end
 if mode == 'check' then return {1, 0, sequence, now} end
-local known = num(state[5], 0)
+local known = num(state[6], 0)
 if window_end <= now then
-  window_end, left, known = now + window, quota, 0
+  window_end, left, used, known = now + window, quota, 0, 0
 end
-local admitted = left - count >= reserve
+local admitted = used + count <= budget and left - count >= 0
 if admitted then
-  left = left - count
-  sequence = sequence + count
+  left, used, sequence = left - count, used + count, sequence + count
   count_admitted(KEYS[2], 'api', count, ttl)
 else
   count_wait(KEYS[2], 'api', window_end - now, ttl, window_end - now > max_sleep)
 end
 redis.call('HSET', KEYS[1], 'window_end', int(window_end), 'left', left,
-  'sequence', int(sequence), 'known', known)
+  'used', used, 'sequence', int(sequence), 'known', known)
 redis.call('PEXPIRE', KEYS[1], math.ceil((window_end - now) / 1000) + 60000)
 if admitted then return {1, 0, sequence, now} end
 return {0, window_end - now, sequence, now}
@@ -229,24 +231,29 @@ if redis.call('HEXISTS', KEYS[1], 'strikes') == 1 then
   redis.call('HSET', KEYS[1], 'strikes', 0)
 end
 if not reported or not reset_ms then return 0 end
-local state = redis.call('HMGET', KEYS[1], 'window_end', 'left', 'sequence', 'known')
-local window_end, left = num(state[1], 0), num(state[2], 0)
-local sequence, known = num(state[3], 0), num(state[4], 0)
+local state = redis.call('HMGET', KEYS[1],
+  'window_end', 'left', 'used', 'sequence', 'known')
+local window_end, left, used = num(state[1], 0), num(state[2], 0), num(state[3], 0)
+local sequence, known = num(state[4], 0), num(state[5], 0)
 local response_end = now + reset_ms * 1000
+-- Requests admitted after the responded one, which BigCommerce had not yet
+-- counted in the Requests-Left it reported.
 local since = math.max(0, sequence - tonumber(ARGV[9]))
 local corrected = reported - since
-if window_end <= now then
-  window_end, left = response_end, corrected
+if window_end <= now or (known == 1 and response_end > window_end + window / 2) then
+  -- A window newer than the one on record: it holds the responded request and
+  -- those admitted after it.
+  window_end, left, used = response_end, corrected, since + 1
 elseif known == 0 then
+  -- The window on record was assumed when the last one ran out: take its end.
   window_end, left = response_end, math.min(left, corrected)
-elseif response_end > window_end + window / 2 then
-  window_end, left = response_end, corrected
 elseif response_end >= window_end - window / 2 then
   window_end, left = math.min(window_end, response_end), math.min(left, corrected)
 else
-  return 0
+  return 0  -- a late response from an older window
 end
-redis.call('HSET', KEYS[1], 'window_end', int(window_end), 'left', left, 'known', 1)
+redis.call('HSET', KEYS[1], 'window_end', int(window_end), 'left', left,
+  'used', used, 'known', 1)
 redis.call('PEXPIRE', KEYS[1], math.ceil((window_end - now) / 1000) + 60000)
 return 0
 """
@@ -398,6 +405,28 @@ def stats_key(store_hash: str) -> str:
     return f"rebill:limiter:{{{store_hash}}}:stats"
 
 
+STATS_KEY_PATTERN = "rebill:limiter:{*}:stats"
+
+
+def read_stats(client: redis.Redis, store_hash: str) -> LimiterStats:
+    """Return one store's counters (zeros for a store never limited)."""
+    raw = client.hgetall(stats_key(store_hash))
+    return LimiterStats.from_hash(store_hash, raw)  # type: ignore[arg-type]
+
+
+def read_all_stats(client: redis.Redis) -> list[LimiterStats]:
+    """Return the counters of every store that has any, sorted by store hash.
+
+    Raises redis.RedisError when Redis cannot be reached.
+    """
+    found = []
+    for key in client.scan_iter(match=STATS_KEY_PATTERN, count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        store_hash = name[name.index("{") + 1 : name.rindex("}")]
+        found.append(read_stats(client, store_hash))
+    return sorted(found, key=lambda stats: stats.store_hash)
+
+
 class Limiter:
     """Decides, for every worker at once, when a store's next request may go.
 
@@ -478,7 +507,7 @@ class Limiter:
             max_sleep = self.config.max_sleep
         arguments = [
             quota,
-            api_reserve(quota, self.config.other_apps_share),
+            quota - api_reserve(quota, self.config.other_apps_share),
             count,
             round(API_WINDOW_SECONDS * MICROSECONDS),
             STATS_TTL_SECONDS,
@@ -568,8 +597,7 @@ class Limiter:
 
     def stats(self, store_hash: str) -> LimiterStats:
         """Return the store's counters (zeros for a store never limited)."""
-        raw = self.client.hgetall(stats_key(store_hash))
-        return LimiterStats.from_hash(store_hash, raw)  # type: ignore[arg-type]
+        return read_stats(self.client, store_hash)
 
     def _run(
         self,

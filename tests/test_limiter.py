@@ -21,6 +21,7 @@ from rebill.limiter import (
     LimiterConfig,
     api_reserve,
     payments_window_bound,
+    read_all_stats,
     state_key,
 )
 from rebill.redis_server import free_port
@@ -203,10 +204,20 @@ def test_fresh_window_admits_quota_less_reserve(limiter: Limiter) -> None:
 def test_requests_left_header_lowers_budget(limiter: Limiter) -> None:
     gate = limiter.gate("store1", QUOTA)
     gate.before(API)
-    gate.after(quota_response(left=RESERVE + 5, reset_ms=20_000))
+    # Other apps took all but 5 of what is left: rebill takes those 5.
+    gate.after(quota_response(left=5, reset_ms=20_000))
     admitted, wait = admit_until_rejected(limiter, "store1")
     assert admitted == 5
     assert 10 < wait <= 20
+
+
+def test_other_apps_use_counts_against_share(limiter: Limiter) -> None:
+    gate = limiter.gate("store1", QUOTA)
+    gate.before(API)
+    # Other apps used exactly their share: rebill's budget is untouched.
+    gate.after(quota_response(left=QUOTA - RESERVE - 1, reset_ms=20_000))
+    admitted, _ = admit_until_rejected(limiter, "store1")
+    assert admitted == QUOTA - RESERVE - 1
 
 
 def test_response_discounts_later_requests(limiter: Limiter) -> None:
@@ -215,8 +226,8 @@ def test_response_discounts_later_requests(limiter: Limiter) -> None:
     for _ in range(3):
         limiter.gate("store1", QUOTA).before(API)
     # BigCommerce saw only the first request when it responded; three more left
-    # after it, so RESERVE + 5 left then means RESERVE + 2 now.
-    first.after(quota_response(left=RESERVE + 5, reset_ms=20_000))
+    # after it, so 5 left then means 2 now.
+    first.after(quota_response(left=5, reset_ms=20_000))
     admitted, _ = admit_until_rejected(limiter, "store1")
     assert admitted == 2
 
@@ -224,7 +235,7 @@ def test_response_discounts_later_requests(limiter: Limiter) -> None:
 def test_response_from_older_window_ignored(limiter: Limiter) -> None:
     gate = limiter.gate("store1", QUOTA)
     gate.before(API)
-    gate.after(quota_response(left=RESERVE + 1, reset_ms=25_000))
+    gate.after(quota_response(left=1, reset_ms=25_000))
     gate.before(API)
     # A late response whose window ends within a second belongs to the window
     # before: it must not end the current one early.
@@ -248,7 +259,7 @@ def test_reservation_is_spent_before_new_requests(limiter: Limiter) -> None:
 def test_reservation_rejected_without_sleeping(redis_client: redis.Redis) -> None:
     slept: list[float] = []
     limiter = Limiter(redis_client, sleep=slept.append)
-    limiter.observe("store1", quota_response(left=RESERVE + 1, reset_ms=500))
+    limiter.observe("store1", quota_response(left=1, reset_ms=500))
     with pytest.raises(RateLimitWait) as raised:
         limiter.gate("store1", QUOTA).reserve_api(2)
     assert raised.value.seconds <= 0.5
@@ -371,3 +382,16 @@ def test_limiter_config_follows_settings() -> None:
     config = limiter_config(settings)
     assert config.payments_rate == 10.0
     assert config.other_apps_share == 0.25
+
+
+def test_all_stats_list_every_limited_store(
+    limiter: Limiter, redis_client: redis.Redis
+) -> None:
+    limiter.decide_payment("store2")
+    limiter.observe("store1", quota_response(left=0, reset_ms=20_000, status=429))
+
+    found = read_all_stats(redis_client)
+
+    assert [stats.store_hash for stats in found] == ["store1", "store2"]
+    assert found[0].api_429 == 1
+    assert found[1].payments_admitted == 1
