@@ -107,9 +107,9 @@ def test_store_out_of_quota_defers_before_claim(shop: Shop) -> None:
 
 
 def test_payments_wait_releases_cycle_unsent(shop: Shop) -> None:
-    limiter = shop.runtime.limiter
-    while limiter.decide_payment(shop.store_hash).admitted:
-        pass
+    # A 429 with a minute to wait blocks the payments host but not the API.
+    blocked = ResponseInfo(PAYMENTS, 429, {"X-Rate-Limit-Time-Reset-Ms": "60000"})
+    shop.runtime.limiter.observe(shop.store_hash, blocked)
 
     with pytest.raises(RateLimitWait) as raised:
         renew(shop.cycle_id, shop.runtime)
