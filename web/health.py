@@ -7,18 +7,17 @@ redis.RedisError when Redis is unreachable, and callers show that error.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import redis
 
+from rebill.health import last_tick
 from rebill.limiter import LimiterStats, stats_key
 from worker.app import QUEUE
 
 # kombu's Redis transport keeps a queue as a list named after it, plus one list
 # per priority step ("<queue>\x06\x163" and so on) when priorities are used.
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-# Written by the scheduler after each tick, as Unix seconds.
-LAST_TICK_KEY = "rebill:scheduler:last_tick"
 
 
 def celery_queue_length(client: redis.Redis) -> int:
@@ -30,10 +29,8 @@ def celery_queue_length(client: redis.Redis) -> int:
 
 
 def last_scheduler_tick(client: redis.Redis) -> datetime | None:
-    raw = client.get(LAST_TICK_KEY)
-    if raw is None:
-        return None
-    return datetime.fromtimestamp(float(raw), UTC)
+    """Return when the last scheduler tick of any host finished, None if never."""
+    return last_tick(client)
 
 
 def limiter_stats(

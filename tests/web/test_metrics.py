@@ -7,11 +7,11 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from models import CycleState, Subscription
+from rebill.health import record_tick
 from rebill.limiter import stats_key
 from rebill.runtime import Runtime
 from tests.web.conftest import NOW, StoreKey, new_subscription
 from tests.web.test_api import add_cycle
-from web.health import LAST_TICK_KEY
 
 
 def scrape(client: FlaskClient) -> dict[str, list]:
@@ -51,7 +51,7 @@ def test_metrics_report_renewals_and_queue(
     )
     broker = redis.Redis.from_url(redis_url)
     broker.rpush("rebill", "task-1", "task-2")
-    broker.set(LAST_TICK_KEY, repr(NOW.timestamp()))
+    record_tick(broker, NOW.timestamp(), host="test-host")
     broker.hset(
         stats_key(store_a.store_hash),
         mapping={"payments_waits": 3, "payments_429": 1, "api_waits": 2},
@@ -141,7 +141,7 @@ def test_grafana_queries_use_served_metrics(
     ).json["id"]
     add_cycle(runtime, sid, state=CycleState.FAILED, last_error_code=30106)
     broker = redis.Redis.from_url(redis_url)
-    broker.set(LAST_TICK_KEY, repr(NOW.timestamp()))
+    record_tick(broker, NOW.timestamp(), host="test-host")
     broker.close()
     served = client.get("/metrics").get_data(as_text=True)
     sample_names = {line.split("{")[0].split(" ")[0] for line in served.splitlines()}
