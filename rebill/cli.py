@@ -26,6 +26,7 @@ def load_runtime(*, check: bool = True) -> Runtime:
     With `check`, also stop unless the database is migrated and REBILL_SECRET_KEY
     decrypts every stored API token (see rebill.startup).
     """
+    from rebill.sentry import init_sentry
     from rebill.startup import check_ready
 
     try:
@@ -34,7 +35,9 @@ def load_runtime(*, check: bool = True) -> Runtime:
         runtime = Runtime.from_settings(settings)
     except RebillError as error:
         raise click.ClickException(str(error)) from None
-    click.get_current_context().call_on_close(runtime.close)
+    context = click.get_current_context()
+    context.call_on_close(runtime.close)
+    init_sentry(settings, role=context.command_path)
     if check:
         try:
             check_ready(runtime)

@@ -10,6 +10,7 @@ from types import FrameType
 from models import utcnow
 from rebill.health import TickMonitor
 from rebill.runtime import Runtime
+from rebill.sentry import TickCheckIn
 from scheduler.tick import Enqueue, TickResult, tick
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ def run_forever(runtime: Runtime, enqueue: Enqueue | None = None) -> None:
     enqueue = enqueue or celery_enqueue(runtime)
     interval = runtime.settings.scheduler_interval
     monitor = TickMonitor(runtime.settings)
+    check_in = TickCheckIn(runtime.settings)
     logger.info("scheduler started: a tick every %.0f s", interval)
     while not stop.is_set():
         try:
-            tick(runtime, utcnow(), enqueue)
+            with check_in.tick():
+                tick(runtime, utcnow(), enqueue)
         except Exception:
             logger.exception("scheduler tick failed; next tick in %.0f s", interval)
         else:

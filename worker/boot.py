@@ -3,8 +3,9 @@
 - `setup_logging`: rebill's handler (REBILL_LOG_LEVEL, REBILL_LOG_FORMAT, ids
   and redaction) replaces the one Celery would install.
 - `worker_init`: the start-up checks every role runs (migrated database, a
-  secret key that decrypts every store token), then Sentry. A failure stops
-  the worker with exit status 1 before it takes a task.
+  secret key that decrypts every store token), after starting Sentry so a
+  failure is reported too. A failure stops the worker with exit status 1
+  before it takes a task.
 - `worker_shutting_down`: SIGTERM starts Celery's warm shutdown, which stops
   taking tasks and waits for the running ones. A watchdog bounds that wait to
   REBILL_SHUTDOWN_TIMEOUT seconds, then exits with status 1. A renewal cut off
@@ -54,9 +55,11 @@ def connect_signals(settings: Settings) -> None:
 def start_up(settings: Settings) -> None:
     """Run the start-up checks; raise SystemExit(1) with the reason if one fails."""
     from rebill.runtime import process_runtime
+    from rebill.sentry import init_sentry
     from rebill.startup import check_ready
 
     logs.configure(settings.log_level, settings.log_format)
+    init_sentry(settings, role="worker")
     try:
         check_ready(process_runtime())
     except RebillError as error:

@@ -29,12 +29,13 @@ from models import (
 )
 from rebill import cycles, logs
 from rebill.client import BigCommerceClient, PaymentResult
-from rebill.errors import ApiError, BigCommerceError, RateLimitWait
+from rebill.errors import BigCommerceError, RateLimitWait
 from rebill.limiter import StoreGate
 from rebill.money import to_minor_units
 from rebill.order_template import OrderTemplate
 from rebill.policy import classify_error
 from rebill.runtime import Runtime
+from rebill.sentry import outcome_log_level
 from worker.instruments import choose_instrument
 
 logger = logging.getLogger(__name__)
@@ -335,8 +336,9 @@ def record_failure(
         http_status=error.http_status,
         error_code=error.code,
     )
-    log = logger.warning if isinstance(error, ApiError) else logger.error
-    log("%s: %s, cycle %s: %s", renewal.ids, outcome, state, error)
+    # ERROR, and so a Sentry event, only for outcomes a person must look at.
+    level = outcome_log_level(outcome)
+    logger.log(level, "%s: %s, cycle %s: %s", renewal.ids, outcome, state, error)
     return state
 
 
