@@ -1,4 +1,4 @@
-"""Commands for operators: `rebill check`, `rebill health` and `rebill keys`."""
+"""Commands for operators: `rebill check`, `health`, `keys` and `demo-data`."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def check_probes(runtime: Runtime) -> Iterable[Probe]:
 )
 @click.option(
     "--url",
-    default="http://127.0.0.1:8000/",
+    default="http://127.0.0.1:8000/health",
     show_default=True,
     help="URL that must respond below HTTP 500 for the web role.",
 )
@@ -148,3 +148,38 @@ def keys_rotate() -> None:
             "REBILL_SECRET_KEY holds one key, so nothing was rotated. Put a new key "
             "first, the current one after a comma, and run this again."
         )
+
+
+@main.command("demo-data")
+@click.option(
+    "--sandbox-url",
+    required=True,
+    help="Root URL of a running sandbox, as the workers reach it.",
+)
+@click.option(
+    "--subscriptions",
+    "count",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Number of demo subscriptions, all due at once.",
+)
+@reports_errors
+def demo_data(sandbox_url: str, count: int) -> None:
+    """Add demo renewals to a running sandbox and the database (development only)."""
+    import requests
+
+    from rebill.demo_data import add_demo_data
+
+    runtime = load_runtime()
+    try:
+        added = add_demo_data(runtime, sandbox_url, count)
+    except requests.RequestException as error:
+        raise click.ClickException(
+            f"cannot seed the sandbox at {sandbox_url}: {error}; check that "
+            "`rebill sandbox` runs there"
+        ) from None
+    if added:
+        click.echo(f"{added} demo subscription(s) added, billed by {sandbox_url}")
+    else:
+        click.echo("the demo store is already in the database; nothing added")
