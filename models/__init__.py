@@ -4,6 +4,7 @@ from models.access import ApiKey, AuditEntry, Operator
 from models.base import Base, UTCDateTime, utcnow
 from models.billing import (
     CLAIMABLE_STATES,
+    DUNNING_STATES,
     FINAL_STATES,
     BillingCycle,
     ChargeAttempt,
@@ -15,6 +16,7 @@ from models.subscription import EndOfDunning, Subscription, SubscriptionStatus
 
 __all__ = [
     "CLAIMABLE_STATES",
+    "DUNNING_STATES",
     "FINAL_STATES",
     "PLAN_QUOTAS",
     "ApiKey",

@@ -20,6 +20,9 @@ class CycleState(enum.StrEnum):
     CHARGING = "charging"  # claimed by a worker; a payment may be under way
     PAID = "paid"
     RETRY_SCHEDULED = "retry_scheduled"  # waits for next_attempt_at
+    # Every stored instrument was declined or is unusable; the scheduler looks
+    # for a new one at next_attempt_at.
+    AWAITING_INSTRUMENT = "awaiting_instrument"
     UNKNOWN = "unknown"  # a payment may have been taken; reconcile first
     PENDING = "pending"  # BigCommerce answered pending; reconcile later
     FAILED = "failed"
@@ -34,6 +37,9 @@ CLAIMABLE_STATES = (
     CycleState.RETRY_SCHEDULED,
 )
 FINAL_STATES = (CycleState.PAID, CycleState.FAILED, CycleState.SKIPPED)
+# States of a cycle in dunning: it failed and waits to be retried. While a
+# subscription has such a cycle, the scheduler opens no new one for it.
+DUNNING_STATES = (CycleState.RETRY_SCHEDULED, CycleState.AWAITING_INSTRUMENT)
 
 
 class OutcomeClass(enum.StrEnum):
@@ -76,6 +82,17 @@ class BillingCycle(Base):
     last_error_message: Mapped[str | None] = mapped_column(sa.Text)
     transaction_id: Mapped[str | None] = mapped_column(sa.String(100))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Start and number of checks of the current wait: reconciliation of an
+    # UNKNOWN or PENDING cycle, or the search for a new instrument.
+    wait_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    wait_checks: Mapped[int] = mapped_column(default=0)
+    # Orders created again after an order problem; the order's
+    # external_order_id carries this number from 1 on.
+    order_rebuilds: Mapped[int] = mapped_column(default=0)
+    review_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # An operator's approval lets a late renewal be charged.
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(sa.String(150))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow
@@ -107,6 +124,9 @@ class ChargeAttempt(Base):
     instrument_type: Mapped[str | None] = mapped_column(sa.String(40))
     instrument_brand: Mapped[str | None] = mapped_column(sa.String(40))
     instrument_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    # SHA-256 of the instrument token: tells instruments apart without storing
+    # the token.
+    instrument_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     http_status: Mapped[int | None]
     error_code: Mapped[int | None]
     outcome: Mapped[str] = mapped_column(sa.String(20), default=OutcomeClass.IN_FLIGHT)

@@ -30,9 +30,20 @@ class Store(Base):
     api_quota: Mapped[int] = mapped_column(default=150)
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
     currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
+    # Overrides of rebill.policy.DEFAULT_POLICY, validated by rebill.policy.
     retry_policy: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # Local hour (0-23, in `timezone`) at which soft-decline retries run; None
+    # runs them at the exact offset of the retry schedule.
+    billing_hour: Mapped[int | None] = mapped_column(default=9)
     billing_paused: Mapped[bool] = mapped_column(default=False)
     billing_paused_reason: Mapped[str | None] = mapped_column(sa.Text)
+    billing_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A pause caused by a merchant configuration error is probed: at
+    # next_probe_at the scheduler releases one cycle (probe_cycle_id) for one
+    # attempt. An operator's pause has no probe and lasts until resumed.
+    next_probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_count: Mapped[int] = mapped_column(default=0)
+    probe_cycle_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:

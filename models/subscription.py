@@ -50,9 +50,17 @@ class Subscription(Base):
     status: Mapped[str] = mapped_column(
         sa.String(20), default=SubscriptionStatus.ACTIVE
     )
+    # The instrument to charge first: set by the merchant, then replaced by the
+    # instrument of each paid renewal. When instrument_type is known, a renewal
+    # charges it without calling Get Payment Methods.
     payment_method_id: Mapped[str | None] = mapped_column(sa.String(100))
     # Preferred stored-instrument token: a secret, never logged or shown.
     instrument_token: Mapped[str | None] = mapped_column(sa.String(128))
+    instrument_type: Mapped[str | None] = mapped_column(sa.String(40))
+    instrument_brand: Mapped[str | None] = mapped_column(sa.String(40))
+    instrument_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    instrument_expiry_month: Mapped[int | None]
+    instrument_expiry_year: Mapped[int | None]
     end_of_dunning_action: Mapped[str | None] = mapped_column(sa.String(10))
     # Set by "cancel at the end of the period": the scheduler cancels the
     # subscription instead of opening a renewal scheduled at or after this time.

@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from models import FINAL_STATES, BillingCycle, CycleState, utcnow
+from models import BillingCycle, CycleState, utcnow
 from rebill.encryption import generate_key
 from rebill.errors import ConfigurationError
 from rebill.migrations import upgrade
@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 STORE_HASH = "demo1store"
 WAIT_LIMIT_SECONDS = 600
 # States in which a renewal waits for time or an operator, not for a worker.
-SETTLED_STATES = (*FINAL_STATES, CycleState.NEEDS_REVIEW, CycleState.UNKNOWN)
+# A renewal waits for a worker when it is in one of these states, or when it
+# is RETRY_SCHEDULED and its next attempt is due. The others wait for time (a
+# retry, a reconcile or an instrument check tomorrow) or for an operator.
+WORKER_STATES = (CycleState.DUE, CycleState.ORDER_CREATED, CycleState.CHARGING)
 
 
 @dataclass
@@ -274,12 +277,17 @@ def run_until_settled(runtime: Runtime) -> bool:
 
 
 def unsettled(runtime: Runtime) -> int:
+    """Count the renewals that wait for a worker now."""
+    due_retry = sa.and_(
+        BillingCycle.state == CycleState.RETRY_SCHEDULED,
+        BillingCycle.next_attempt_at <= utcnow(),
+    )
     with runtime.sessions() as session:
         return (
             session.scalar(
                 sa.select(sa.func.count())
                 .select_from(BillingCycle)
-                .where(BillingCycle.state.not_in(SETTLED_STATES))
+                .where(sa.or_(BillingCycle.state.in_(WORKER_STATES), due_retry))
             )
             or 0
         )

@@ -6,6 +6,8 @@
     │   └── InvalidInputFile      one or more records of a file are invalid
     ├── RateLimitWait             the limiter will not admit a request soon enough
     │   └── LimiterUnavailable    Redis cannot be reached, so nothing is admitted
+    ├── RecordNotFound            an operator action names a row that does not exist
+    ├── ActionRejected            an operator action's precondition does not hold
     └── BigCommerceError          a call to BigCommerce failed
         ├── RequestNotSent        the request certainly never left (connect failed)
         ├── OutcomeUnknown        the request may have reached BigCommerce
@@ -92,6 +94,27 @@ class LimiterUnavailable(RateLimitWait):
             f"store {store_hash}: rate limiter unavailable ({reason}); {host} "
             f"request not sent, retry in {seconds:.0f} s",
         )
+
+
+class RecordNotFound(RebillError):
+    """An operator action names a store, subscription or cycle that does not exist."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key} not found")
+
+
+class ActionRejected(RebillError):
+    """An operator action was rejected because its precondition does not hold.
+
+    `target` names the row ("cycle 12"); nothing was written.
+    """
+
+    def __init__(self, target: str, message: str) -> None:
+        self.target = target
+        self.message = message
+        super().__init__(f"{target}: {message}")
 
 
 class BigCommerceError(RebillError):

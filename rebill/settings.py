@@ -146,6 +146,17 @@ class Settings:
         "time allowed for each probe of `rebill health` and `rebill check`",
         "seconds",
     )
+    stale_after_days: float = _setting(
+        3.0,
+        "lateness after which a renewal waits for an operator's approval instead "
+        "of being charged",
+        "days",
+    )
+    reconcile_batch_size: int = _setting(
+        100,
+        "cycles a scheduler tick reconciles or checks for a new instrument at most",
+        "cycles",
+    )
     log_level: str = _setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
     web_secret_key: str = _setting(
         "",
@@ -208,6 +219,8 @@ class Settings:
             "requeue_after",
             "charge_lease",
             "worker_concurrency",
+            "stale_after_days",
+            "reconcile_batch_size",
             "web_session_hours",
             "shutdown_timeout",
             "health_timeout",

@@ -19,16 +19,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import (
+    DUNNING_STATES,
     BillingCycle,
     ChargeAttempt,
     CycleState,
     OutcomeClass,
+    Store,
     Subscription,
     SubscriptionStatus,
 )
 from rebill import cycles
 from rebill.runtime import Runtime
 from rebill.subscription_changes import ends_before_renewal
+from scheduler.reconcile import CheckResult, run_checks
 from scheduler.schedule import catch_up
 
 logger = logging.getLogger(__name__)
@@ -41,11 +44,12 @@ class TickResult:
     opened: list[int] = field(default_factory=list)  # new cycle ids
     queued: int = 0
     recovered: int = 0
+    checks: CheckResult = field(default_factory=CheckResult)
 
     def __str__(self) -> str:
         return (
             f"{len(self.opened)} cycle(s) opened, {self.queued} renewal(s) queued, "
-            f"{self.recovered} stalled renewal(s) recovered"
+            f"{self.recovered} stalled renewal(s) recovered, {self.checks}"
         )
 
 
@@ -66,6 +70,7 @@ def tick(runtime: Runtime, now: datetime, enqueue: Enqueue) -> TickResult:
             session, now, timedelta(seconds=runtime.settings.charge_lease)
         )
         session.commit()
+    result.checks = run_checks(runtime, now)
     result.queued = queue_ready(
         runtime, now, timedelta(seconds=runtime.settings.requeue_after), enqueue
     )
@@ -77,13 +82,30 @@ def open_due_cycles(session: Session, now: datetime, batch_size: int) -> list[in
     """Claim up to `batch_size` due subscriptions; return the new cycle ids.
 
     Returns fewer ids than subscriptions claimed when a cycle for the same
-    scheduled time already existed.
+    scheduled time already existed. A subscription with a cycle in dunning and
+    the subscriptions of a store whose billing is paused stay due: their next
+    renewal opens once the dunning cycle or the pause ends.
     """
+    in_dunning = (
+        sa.select(BillingCycle.id)
+        .where(
+            BillingCycle.subscription_id == Subscription.id,
+            BillingCycle.state.in_(DUNNING_STATES),
+        )
+        .exists()
+    )
+    store_paused = (
+        sa.select(Store.id)
+        .where(Store.id == Subscription.store_id, Store.billing_paused.is_(True))
+        .exists()
+    )
     due = session.scalars(
         sa.select(Subscription)
         .where(
             Subscription.status == SubscriptionStatus.ACTIVE,
             Subscription.next_billing_at <= now,
+            ~in_dunning,
+            ~store_paused,
         )
         .order_by(Subscription.next_billing_at)
         .limit(batch_size)
@@ -141,7 +163,8 @@ def recover_stalled(session: Session, now: datetime, lease: timedelta) -> int:
     """End attempts whose worker vanished (crash, SIGKILL) mid-renewal.
 
     An attempt that never marked its payment as sent certainly moved no money,
-    so its cycle is retried; one that did goes to UNKNOWN for reconciliation.
+    so its cycle is retried; one that did goes to UNKNOWN and is reconciled in
+    the same tick.
     """
     stalled = session.execute(
         sa.select(BillingCycle.id, ChargeAttempt.id, ChargeAttempt.payment_sent_at)
@@ -192,12 +215,18 @@ def recover_one(
         state=CycleState.UNKNOWN,
         last_outcome=OutcomeClass.UNKNOWN,
         last_error_message=message,
+        next_attempt_at=now,
+        wait_started_at=now,
+        wait_checks=0,
     )
     logger.error("cycle %d: %s; reconciliation needed", cycle_id, message)
 
 
 def ready_to_queue(now: datetime, requeue_after: timedelta) -> sa.ColumnElement[bool]:
-    """Cycles a worker should pick up now and that are not waiting in the queue."""
+    """Cycles a worker should pick up now and that are not waiting in the queue.
+
+    A store whose billing is paused has only its probe cycle queued.
+    """
     not_queued_lately = sa.or_(
         BillingCycle.queued_at.is_(None),
         BillingCycle.queued_at < now - requeue_after,
@@ -214,7 +243,18 @@ def ready_to_queue(now: datetime, requeue_after: timedelta) -> sa.ColumnElement[
             BillingCycle.queued_at < BillingCycle.next_attempt_at,
         ),
     )
-    return sa.or_(fresh, retry)
+    billing = (
+        sa.select(Store.id)
+        .where(
+            Store.id == BillingCycle.store_id,
+            sa.or_(
+                Store.billing_paused.is_(False),
+                Store.probe_cycle_id == BillingCycle.id,
+            ),
+        )
+        .exists()
+    )
+    return sa.and_(sa.or_(fresh, retry), billing)
 
 
 def queue_ready(

@@ -191,8 +191,11 @@ def test_demo_renews_subscriptions(tmp_path: Path, redis_url: str) -> None:
     assert completed.returncode == 0, completed.stderr
     output = completed.stdout
     assert "50 renewal(s)" in output
-    # Customers 25 and 50 hold a declining card, customer 40 only an expired one.
+    # Customers 25 and 50 hold a card declined for insufficient funds, so their
+    # renewals wait for a dunning retry; customer 40 holds only an expired card,
+    # so that renewal waits for a new instrument.
     assert re.search(r"paid:\s+47\b", output)
-    assert re.search(r"failed:\s+3\b", output)
+    assert re.search(r"retry_scheduled:\s+2\b", output)
+    assert re.search(r"awaiting_instrument:\s+1\b", output)
     assert "orders charged twice: 0" in output
     assert "charges in the sandbox ledger: 47 " in output

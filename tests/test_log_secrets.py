@@ -35,7 +35,12 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 DECLINING_CUSTOMER = 44
 EXPIRED_CUSTOMER = 45
-FINISHED = (CycleState.PAID, CycleState.FAILED, CycleState.UNKNOWN)
+FINISHED = (
+    CycleState.PAID,
+    CycleState.UNKNOWN,
+    CycleState.RETRY_SCHEDULED,
+    CycleState.AWAITING_INSTRUMENT,
+)
 
 
 @pytest.fixture
@@ -130,7 +135,13 @@ def test_debug_logs_of_renewals_hold_no_secret(
     for cycle_id in cycle_ids:
         renew(cycle_id, runtime)
     output = debug_output.getvalue()
-    assert states(runtime, cycle_ids) == ["unknown", "paid", "failed", "failed"]
+    # The declined card waits for a dunning retry, the expired one for a new card.
+    assert states(runtime, cycle_ids) == [
+        "unknown",
+        "paid",
+        "retry_scheduled",
+        "awaiting_instrument",
+    ]
     assert "DEBUG urllib3.connectionpool:" in output
     assert "POST process payment -> 201" in output
     assert find_secrets(output, secrets) == []
@@ -154,7 +165,12 @@ def test_debug_output_of_worker_holds_no_secret(
         assert worker.terminate() == 0
     output = worker.output
     # Two threads race for the one dropped response, so any cycle may get it.
-    assert sorted(states(runtime, cycle_ids)) == ["failed", "failed", "paid", "unknown"]
+    assert sorted(states(runtime, cycle_ids)) == [
+        "awaiting_instrument",
+        "paid",
+        "retry_scheduled",
+        "unknown",
+    ]
     assert "DEBUG [" in output
     assert "urllib3.connectionpool:" in output
     assert "celery.worker" in output

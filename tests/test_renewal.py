@@ -234,12 +234,12 @@ def test_subscription_stopped_while_queued_is_not_charged(
     assert billing.sandbox.state.ledger(billing.store_hash) == []
 
 
-def test_customer_without_instruments_fails_with_reason(billing: Billing) -> None:
+def test_customer_without_instruments_waits_with_reason(billing: Billing) -> None:
     billing.sandbox.state.add_customer(billing.store_hash, 77)
     billing.subscribe(77)
     (cycle_id,) = billing.open_cycles()
 
-    assert renew(cycle_id, billing.runtime) == CycleState.FAILED
+    assert renew(cycle_id, billing.runtime) == CycleState.AWAITING_INSTRUMENT
 
     cycle = billing.cycle(cycle_id)
     assert cycle.last_error_message is not None
@@ -257,7 +257,7 @@ def test_expired_card_is_not_charged(billing: Billing) -> None:
     billing.subscribe(78)
     (cycle_id,) = billing.open_cycles()
 
-    assert renew(cycle_id, billing.runtime) == CycleState.FAILED
+    assert renew(cycle_id, billing.runtime) == CycleState.AWAITING_INSTRUMENT
     assert "expired" in (billing.cycle(cycle_id).last_error_message or "")
     assert billing.sandbox.state.ledger(billing.store_hash) == []
 

@@ -151,6 +151,7 @@ def stall(runtime: Runtime, *, sent: bool) -> int:
         cycle = session.scalars(sa.select(BillingCycle)).one()
         cycle.state = CycleState.CHARGING
         cycle.attempt_count = 1
+        cycle.order_id = 100
         cycle.updated_at = NOW
         session.add(
             ChargeAttempt(

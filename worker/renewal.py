@@ -4,63 +4,48 @@ The claim is committed before any request that can move money leaves, and the
 attempt is marked as sent (also committed) just before POST /payments. So after
 a crash the database always tells whether a payment may have been taken, and a
 duplicate delivery of the same task finds the cycle claimed and does nothing.
+
+A paid renewal costs two store API requests (create order, PAT) when the
+subscription remembers the instrument that paid last time; otherwise a third,
+Get Payment Methods, finds one. worker.outcomes applies what follows each
+outcome.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy.orm import Session
-
-from models import (
-    CLAIMABLE_STATES,
-    BillingCycle,
-    ChargeAttempt,
-    CycleState,
-    OutcomeClass,
-    Store,
-    Subscription,
-    SubscriptionStatus,
-    utcnow,
-)
+from models import ChargeAttempt, CycleState, OutcomeClass, Subscription, utcnow
 from rebill import cycles, logs
-from rebill.client import BigCommerceClient, PaymentResult
+from rebill.client import BigCommerceClient, PaymentResult, StoredInstrument
 from rebill.errors import BigCommerceError, RateLimitWait
-from rebill.limiter import StoreGate
 from rebill.money import to_minor_units
 from rebill.order_template import OrderTemplate
-from rebill.policy import classify_error
 from rebill.runtime import Runtime
-from rebill.sentry import outcome_log_level
-from worker.instruments import choose_instrument
+from worker.claim import Renewal, claim
+from worker.instruments import (
+    Choice,
+    choose_instrument,
+    fingerprint,
+    usable_instruments,
+)
+from worker.outcomes import (
+    AttemptEnd,
+    end_unsent,
+    end_without_instrument,
+    record_failure,
+    record_result,
+    release_for_wait,
+)
 
 logger = logging.getLogger(__name__)
 
-# Order statuses in which BigCommerce accepts a payment: 0 is Incomplete.
+# The order status in which BigCommerce accepts a payment: 0 is Incomplete.
 PAYABLE_ORDER_STATUS = 0
-
-
-@dataclass
-class Renewal:
-    """The facts of one claimed cycle, read once and used without a session."""
-
-    cycle: BillingCycle
-    subscription: Subscription
-    store: Store
-    attempt_id: int
-    gate: StoreGate
-
-    @property
-    def ids(self) -> str:
-        """Log prefix naming store, subscription, cycle and order."""
-        return (
-            f"store {self.store.store_hash} subscription {self.subscription.id} "
-            f"cycle {self.cycle.id} order {self.cycle.order_id or '-'}"
-        )
 
 
 class AttemptEnded(Exception):
@@ -94,66 +79,6 @@ def renew(
     return record_result(renewal, result, runtime, clock())
 
 
-def claim(cycle_id: int, runtime: Runtime, now: datetime) -> Renewal | None:
-    with runtime.sessions() as session:
-        cycle = session.get(BillingCycle, cycle_id)
-        if cycle is None:
-            logger.warning("cycle %d: not found, nothing to do", cycle_id)
-            return None
-        subscription = cycle.subscription
-        store = subscription.store
-        prefix = (
-            f"store {store.store_hash} subscription {subscription.id} cycle {cycle.id}"
-        )
-        if cycle.state not in CLAIMABLE_STATES:
-            logger.info("%s: already %s, nothing to do", prefix, cycle.state)
-            return None
-        if subscription.status in (
-            SubscriptionStatus.PAUSED,
-            SubscriptionStatus.CANCELED,
-        ):
-            skip(session, cycle, f"subscription is {subscription.status}", now)
-            session.commit()
-            logger.info("%s: skipped, subscription is %s", prefix, subscription.status)
-            return None
-        # Taking the store API requests first means a store out of quota
-        # defers the task (RateLimitWait) before any attempt is opened.
-        gate = runtime.gate_for(store)
-        gate.reserve_api(expected_api_requests(cycle))
-        attempt_id = cycles.claim_cycle(session, cycle, now)
-        if attempt_id is None:
-            logger.info("%s: claimed by another worker, nothing to do", prefix)
-            session.rollback()
-            return None
-        session.commit()
-        session.refresh(cycle)
-        logger.info("%s: claimed, attempt %d", prefix, cycle.attempt_count)
-        return Renewal(cycle, subscription, store, attempt_id, gate)
-
-
-def expected_api_requests(cycle: BillingCycle) -> int:
-    """Return the store API requests a renewal of the unclaimed cycle makes.
-
-    Payment methods and a PAT, plus creating the order when the cycle has none
-    and, after an earlier try, looking for the order that try may have made.
-    """
-    requests = 2
-    if cycle.order_id is None:
-        requests += 2 if cycle.attempt_count > 0 else 1
-    return requests
-
-
-def skip(session: Session, cycle: BillingCycle, reason: str, now: datetime) -> None:
-    cycles.move_cycle(
-        session,
-        cycle.id,
-        now,
-        expected=CLAIMABLE_STATES,
-        state=CycleState.SKIPPED,
-        last_error_message=reason,
-    )
-
-
 def ensure_order(
     renewal: Renewal,
     client: BigCommerceClient,
@@ -164,7 +89,7 @@ def ensure_order(
     cycle = renewal.cycle
     if cycle.order_id is not None:
         return
-    external_id = external_order_id(cycle.id)
+    external_id = external_order_id(cycle.id, cycle.order_rebuilds)
     found = client.find_orders(external_id) if cycle.attempt_count > 1 else []
     if found:
         order = found[0]
@@ -186,40 +111,56 @@ def ensure_order(
     check_order(renewal, order, runtime, clock())
 
 
-def external_order_id(cycle_id: int) -> str:
-    """The tag that finds a cycle's order again after a lost answer."""
-    return f"rebill-cycle-{cycle_id}"
+def external_order_id(cycle_id: int, rebuilds: int = 0) -> str:
+    """Return the tag that finds a cycle's order again after a lost response.
+
+    An order created again after an order problem gets a new tag, so a search
+    never returns the order that had the problem.
+    """
+    base = f"rebill-cycle-{cycle_id}"
+    return base if rebuilds == 0 else f"{base}-{rebuilds}"
 
 
-def check_order(renewal: Renewal, order: dict, runtime: Runtime, now: datetime) -> None:
-    """Stop before charging an order whose status or total is not what we sent."""
+def check_order(
+    renewal: Renewal, order: dict[str, Any], runtime: Runtime, now: datetime
+) -> None:
+    """Stop before charging an order whose status or total is not what we sent.
+
+    An order out of Incomplete status is an order problem: reconciliation reads
+    it next, since an earlier try may have paid it. A total that differs from
+    the subscription's amount is our data's problem and waits in review.
+    """
     cycle = renewal.cycle
-    problem = None
     if order.get("status_id") != PAYABLE_ORDER_STATUS:
-        problem = (
-            f"order status_id is {order.get('status_id')}, expected 0 (Incomplete)"
+        message = f"order status_id is {order.get('status_id')}, expected 0"
+        end_attempt_early(renewal, runtime, now, OutcomeClass.ORDER_PROBLEM, message)
+    total = order_total_minor_units(order, cycle.currency)
+    if total != cycle.amount_minor:
+        message = (
+            f"order total_inc_tax is {order.get('total_inc_tax')!r} "
+            f"{cycle.currency}, expected {cycle.amount_minor} minor units"
         )
-    else:
-        total = order_total_minor_units(order, cycle.currency)
-        if total != cycle.amount_minor:
-            problem = (
-                f"order total_inc_tax is {order.get('total_inc_tax')!r} "
-                f"{cycle.currency}, expected {cycle.amount_minor} minor units"
-            )
-    if problem is None:
-        return
-    end_attempt(
-        renewal,
-        runtime,
-        now,
-        outcome=OutcomeClass.ORDER_PROBLEM,
-        state=CycleState.NEEDS_REVIEW,
-        message=problem,
-    )
-    raise AttemptEnded(CycleState.NEEDS_REVIEW)
+        end_attempt_early(renewal, runtime, now, OutcomeClass.OUR_DATA, message)
 
 
-def order_total_minor_units(order: dict, currency: str) -> int | None:
+def end_attempt_early(
+    renewal: Renewal,
+    runtime: Runtime,
+    now: datetime,
+    outcome: OutcomeClass,
+    message: str,
+) -> None:
+    """End the attempt before any payment with the decision for `outcome`."""
+    from worker.outcomes import decide, finish
+
+    end = AttemptEnd(outcome, message)
+    decision = decide(renewal, end, now, payment_sent=False)
+    finish(renewal, runtime, now, end, decision)
+    logger.warning("%s: %s; cycle %s", renewal.ids, message, decision.state)
+    raise AttemptEnded(decision.state)
+
+
+def order_total_minor_units(order: dict[str, Any], currency: str) -> int | None:
     try:
         return to_minor_units(Decimal(str(order.get("total_inc_tax"))), currency)
     except (InvalidOperation, ValueError):
@@ -235,172 +176,95 @@ def charge(
     """Choose the instrument, mint a PAT and send the payment once."""
     order_id = renewal.cycle.order_id
     assert order_id is not None
-    offered = client.get_payment_methods(order_id)
-    choice = choose_instrument(
-        offered,
-        preferred_method=renewal.subscription.payment_method_id,
-        preferred_token=renewal.subscription.instrument_token,
-        today=clock().date(),
-    )
+    choice = select_instrument(renewal, client, order_id, clock().date())
     instrument = choice.instrument
     if instrument is None:
-        end_attempt(
-            renewal,
-            runtime,
-            clock(),
-            outcome=OutcomeClass.HARD_DECLINE,
-            state=CycleState.FAILED,
-            message=choice.reason,
-        )
-        raise AttemptEnded(CycleState.FAILED)
+        state = end_without_instrument(renewal, runtime, clock(), choice.reason)
+        raise AttemptEnded(state)
+    renewal.instrument = instrument
     pat = client.create_payment_access_token(order_id)
-    with runtime.sessions() as session:
-        sent = cycles.mark_payment_sent(
-            session,
-            renewal.attempt_id,
-            clock(),
-            payment_method_id=instrument.payment_method_id,
-            instrument_type=instrument.type,
-            instrument_brand=instrument.brand,
-            instrument_last4=instrument.last_4,
-        )
-        session.commit()
-    if not sent:
-        logger.warning(
-            "%s: attempt was ended by the scheduler, not sending", renewal.ids
-        )
-        raise AttemptEnded(CycleState.CHARGING)
+    mark_sent(renewal, instrument, runtime, clock())
     logger.info(
         "%s: charging %s (%s)", renewal.ids, instrument.describe(), choice.reason
     )
     return client.process_payment(order_id, pat, instrument)
 
 
-def release_for_wait(
-    renewal: Renewal, wait: RateLimitWait, runtime: Runtime, now: datetime
-) -> None:
-    """Give the cycle back, unsent, to be claimed again once the limiter allows.
+def select_instrument(
+    renewal: Renewal, client: BigCommerceClient, order_id: int, today: date
+) -> Choice:
+    """Charge the instrument that paid last time, else read the offered ones.
 
-    The limiter raises before a request leaves, and the payment request is the
-    last one, so no payment was sent by this attempt.
+    The remembered instrument is skipped when its card has expired or it was
+    declined earlier in this cycle; Get Payment Methods is read then.
     """
-    end_attempt(
-        renewal,
-        runtime,
-        now,
-        outcome=OutcomeClass.NOT_CHARGED,
-        state=CycleState.RETRY_SCHEDULED,
-        message=str(wait),
-        next_attempt_at=now + timedelta(seconds=wait.seconds),
+    remembered = remembered_instrument(renewal.subscription)
+    if remembered is not None and usable_instruments(
+        [remembered], today, renewal.excluded
+    ):
+        return Choice(remembered, "instrument of the last paid renewal")
+    offered = client.get_payment_methods(order_id)
+    return choose_instrument(
+        offered,
+        preferred_method=renewal.subscription.payment_method_id,
+        preferred_token=renewal.subscription.instrument_token,
+        today=today,
+        excluded=renewal.excluded,
     )
-    logger.info(
-        "%s: waiting %.2f s for the %s rate limit", renewal.ids, wait.seconds, wait.host
+
+
+def remembered_instrument(subscription: Subscription) -> StoredInstrument | None:
+    """Return the instrument of the last paid renewal, if the subscription has one."""
+    if not (
+        subscription.instrument_type
+        and subscription.instrument_token
+        and subscription.payment_method_id
+    ):
+        return None
+    return StoredInstrument(
+        payment_method_id=subscription.payment_method_id,
+        type=subscription.instrument_type,
+        token=subscription.instrument_token,
+        brand=subscription.instrument_brand,
+        last_4=subscription.instrument_last4,
+        expiry_month=subscription.instrument_expiry_month,
+        expiry_year=subscription.instrument_expiry_year,
     )
 
 
-def record_result(
-    renewal: Renewal, result: PaymentResult, runtime: Runtime, now: datetime
-) -> str:
-    if result.status == "success":
-        outcome, state = OutcomeClass.PAID, CycleState.PAID
-    else:
-        outcome, state = OutcomeClass.PENDING, CycleState.PENDING
-    end_attempt(
-        renewal,
-        runtime,
-        now,
-        outcome=outcome,
-        state=state,
-        message=f"{result.transaction_type} {result.status}",
-        transaction_id=result.transaction_id,
-        paid_at=now if state is CycleState.PAID else None,
-    )
-    logger.info("%s: %s (%s)", renewal.ids, state, result.transaction_type)
-    return state
-
-
-def record_failure(
-    renewal: Renewal, error: BigCommerceError, runtime: Runtime, now: datetime
-) -> str:
-    with runtime.sessions() as session:
-        attempt_sent = _payment_was_sent(session, renewal.attempt_id)
-    outcome = classify_error(error, payment_sent=attempt_sent)
-    state = failure_state(outcome)
-    end_attempt(
-        renewal,
-        runtime,
-        now,
-        outcome=outcome,
-        state=state,
-        message=error.detail,
-        http_status=error.http_status,
-        error_code=error.code,
-    )
-    # ERROR, and so a Sentry event, only for outcomes a person must look at.
-    level = outcome_log_level(outcome)
-    logger.log(level, "%s: %s, cycle %s: %s", renewal.ids, outcome, state, error)
-    return state
-
-
-def failure_state(outcome: OutcomeClass) -> CycleState:
-    """The cycle state an outcome class leads to.
-
-    NOTE: every failure other than an unknown outcome ends the cycle as FAILED;
-    retry schedules per outcome class are not implemented yet.
-    """
-    if outcome is OutcomeClass.UNKNOWN:
-        return CycleState.UNKNOWN
-    return CycleState.FAILED
-
-
-def _payment_was_sent(session: Session, attempt_id: int) -> bool:
-    attempt = session.get(ChargeAttempt, attempt_id)
-    return attempt is not None and attempt.payment_sent_at is not None
-
-
-def end_attempt(
-    renewal: Renewal,
-    runtime: Runtime,
-    now: datetime,
-    *,
-    outcome: OutcomeClass,
-    state: CycleState,
-    message: str | None,
-    http_status: int | None = None,
-    error_code: int | None = None,
-    transaction_id: str | None = None,
-    paid_at: datetime | None = None,
-    next_attempt_at: datetime | None = None,
+def mark_sent(
+    renewal: Renewal, instrument: StoredInstrument, runtime: Runtime, now: datetime
 ) -> None:
-    """Close the attempt and move the cycle in one transaction."""
+    """Commit that the payment is about to leave, or end the attempt unsent."""
     with runtime.sessions() as session:
-        cycles.finish_attempt(
+        sent = cycles.mark_payment_sent(
             session,
             renewal.attempt_id,
+            renewal.subscription.id,
             now,
-            outcome=outcome,
-            http_status=http_status,
-            error_code=error_code,
-            message=message,
-            transaction_id=transaction_id,
-        )
-        values: dict[str, object] = {
-            "last_outcome": outcome,
-            "last_error_code": error_code,
-            "last_error_message": message if outcome is not OutcomeClass.PAID else None,
-        }
-        if transaction_id is not None:
-            values["transaction_id"] = transaction_id
-        if paid_at is not None:
-            values["paid_at"] = paid_at
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        cycles.move_cycle(
-            session,
-            renewal.cycle.id,
-            now,
-            expected=(CycleState.CHARGING, CycleState.UNKNOWN),
-            state=state,
-            **values,
+            payment_method_id=instrument.payment_method_id,
+            instrument_type=instrument.type,
+            instrument_brand=instrument.brand,
+            instrument_last4=instrument.last_4,
+            instrument_fingerprint=fingerprint(instrument.token),
         )
         session.commit()
+        if sent:
+            return
+        attempt = session.get(ChargeAttempt, renewal.attempt_id)
+        still_open = attempt is not None and attempt.outcome == OutcomeClass.IN_FLIGHT
+    if not still_open:
+        logger.warning(
+            "%s: attempt was ended by the scheduler, not sending", renewal.ids
+        )
+        raise AttemptEnded(CycleState.CHARGING)
+    message = "subscription was paused or canceled before the payment was sent"
+    end_unsent(
+        renewal,
+        runtime,
+        now,
+        AttemptEnd(OutcomeClass.NOT_CHARGED, message),
+        CycleState.SKIPPED,
+    )
+    logger.info("%s: skipped, %s", renewal.ids, message)
+    raise AttemptEnded(CycleState.SKIPPED)
