@@ -172,6 +172,9 @@ def apply_decision(
     columns to set, such as the last error code.
     """
     changes: dict[str, object] = {
+        # A queued message for the old state is obsolete: the scheduler queues
+        # the cycle again when next_attempt_at comes.
+        "queued_at": None,
         "next_attempt_at": decision.next_attempt_at,
         "wait_started_at": decision.wait_started_at,
         "wait_checks": decision.wait_checks,

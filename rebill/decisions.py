@@ -287,15 +287,23 @@ def after_transient(
         return pause_for_merchant(f"{reason}; the PAT was rejected twice in a row", now)
     if len(run) > len(policy.transient_delays):
         return review(f"{reason}; {len(run)} transient failures in a row")
-    delay = policy.transient_delays[max(len(run), 1) - 1]
     if retry_after is not None:
-        delay = max(delay, timedelta(seconds=retry_after))
+        # A 429 that announces its reset is retried right after it.
+        delay = timedelta(seconds=retry_after)
+    else:
+        delay = policy.transient_delays[max(len(run), 1) - 1]
     return Decision(CycleState.RETRY_SCHEDULED, now + delay, reason)
 
 
 def after_soft_decline(
     facts: CycleFacts, policy: Policy, now: datetime, reason: str
 ) -> Decision:
+    if facts.declines >= policy.max_declines:
+        return end_of_dunning(
+            facts,
+            f"{reason}; no retry after {facts.declines} declines (the cap is "
+            f"{policy.max_declines})",
+        )
     contact_issuer = facts.count_code(CONTACT_ISSUER)
     if contact_issuer > policy.contact_issuer_retries:
         return end_of_dunning(
