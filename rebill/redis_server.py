@@ -82,7 +82,9 @@ class EmbeddedRedis:
         logger.info("embedded redis started on port %d", self.port)
 
     def _wait_until_ready(self, timeout: float) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_connect_timeout=0.2
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
