@@ -356,5 +356,6 @@ def demo(count: int, workdir: Path) -> None:
 # The command modules attach their commands to `main` when imported.
 from rebill import (  # noqa: E402
     cli_ops,  # noqa: F401
+    cli_outcomes,  # noqa: F401
     cli_web,  # noqa: F401
 )
