@@ -41,6 +41,10 @@ from scheduler.tick import tick
 logger = logging.getLogger(__name__)
 
 STORE_HASH = "demo1store"
+# Store API requests per 30 s of the demo's store. An enterprise plan's quota is
+# set per store; this one lets 200 renewals (3 requests each) finish without a
+# wait. On a Pro plan (450) the limiter would make the demo last over 30 s.
+DEMO_API_QUOTA = 3000
 WAIT_LIMIT_SECONDS = 600
 # States in which a renewal waits for time or an operator, not for a worker.
 # A renewal waits for a worker when it is in one of these states, or when it
@@ -63,9 +67,7 @@ class DemoCustomers:
 
 def run_demo(*, count: int, workdir: Path) -> int:
     """Run the demo and return the process exit status."""
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    prepare_workdir(workdir)
     database_url = f"sqlite:///{(workdir / 'rebill.db').resolve()}"
     started = time.monotonic()
     with redis_for_demo() as redis_url, SandboxServer() as sandbox:
@@ -98,6 +100,33 @@ def demo_secret_key() -> str:
     return os.environ.get("REBILL_SECRET_KEY") or generate_key()
 
 
+# Settings that let later rebill commands open the demo's database.
+ENV_FILE = "demo.env"
+# Marks a folder as made by the demo, so a later run may empty it.
+WORKDIR_MARKER = ".rebill-demo"
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Create an empty work folder, emptying only one that an earlier demo made.
+
+    Raises ConfigurationError for an existing folder without the demo's marker
+    file, so a mistyped --workdir can never delete someone's files.
+    """
+    if workdir.exists():
+        if not (workdir / WORKDIR_MARKER).is_file():
+            if not workdir.is_dir() or any(workdir.iterdir()):
+                raise ConfigurationError(
+                    f"--workdir {workdir} exists and was not made by rebill demo; "
+                    "choose a new or empty folder"
+                )
+        else:
+            shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / WORKDIR_MARKER).write_text(
+        "made by rebill demo; emptied by its next run\n"
+    )
+
+
 @contextmanager
 def redis_for_demo() -> Iterator[str]:
     configured = os.environ.get("REBILL_REDIS_URL")
@@ -126,7 +155,9 @@ def seed_sandbox(sandbox: SandboxServer, count: int, token: str) -> DemoCustomer
     expired card, so the summary shows failures next to payments.
     """
     state = sandbox.state
-    state.add_store(STORE_HASH, token, plan="pro", currency="USD")
+    state.add_store(
+        STORE_HASH, token, plan="enterprise", api_quota=DEMO_API_QUOTA, currency="USD"
+    )
     customers = DemoCustomers()
     for index in range(count):
         customer_id = 1001 + index
@@ -210,7 +241,8 @@ def seed_database(
             api_url=sandbox.api_url,
             payments_url=sandbox.payments_url,
             name="Demo coffee store",
-            plan="pro",
+            plan="enterprise",
+            api_quota=DEMO_API_QUOTA,
             currency="USD",
         )
         session.commit()
@@ -293,6 +325,17 @@ def unsettled(runtime: Runtime) -> int:
         )
 
 
+def write_env_file(runtime: Runtime, workdir: Path) -> Path:
+    """Write the demo database's settings, readable by the owner only."""
+    path = workdir / ENV_FILE
+    path.touch(mode=0o600)
+    path.write_text(
+        f"REBILL_DATABASE_URL={runtime.settings.database_url}\n"
+        f"REBILL_SECRET_KEY={runtime.settings.secret_key}\n"
+    )
+    return path
+
+
 def print_summary(
     runtime: Runtime, sandbox: SandboxServer, elapsed: float, workdir: Path
 ) -> None:
@@ -326,10 +369,11 @@ def print_summary(
         f"orders charged twice: {doubled}",
         "",
         "Where to look next:",
-        f"  worker log:  {workdir / 'worker.log'}",
-        f"  database:    {runtime.settings.database_url}",
-        f"  list cycles: REBILL_DATABASE_URL={runtime.settings.database_url} "
-        "rebill stores list",
+        f"  worker log:   {workdir / 'worker.log'}",
+        f"  database:     {runtime.settings.database_url}",
+        f"  settings:     {write_env_file(runtime, workdir)} (database URL and the "
+        "demo's encryption key)",
+        f"  unpaid ones:  set -a; . {workdir / ENV_FILE}; set +a; rebill failures",
     ]
     click.echo("\n".join(lines))
     with suppress(OSError):

@@ -199,3 +199,12 @@ def test_demo_renews_subscriptions(tmp_path: Path, redis_url: str) -> None:
     assert re.search(r"awaiting_instrument:\s+1\b", output)
     assert "orders charged twice: 0" in output
     assert "charges in the sandbox ledger: 47 " in output
+
+
+def test_demo_refuses_foreign_workdir(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "was not made by rebill demo" in result.output
+    assert precious.read_text() == "keep me"
