@@ -344,12 +344,21 @@ def sandbox(host: str, port: int) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the demo's SQLite database and logs (emptied first).",
 )
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Renew a small set of subscriptions that end in every outcome class, "
+    "with injected faults, and explain each class (--subscriptions is ignored).",
+)
 @reports_errors
-def demo(count: int, workdir: Path) -> None:
+def demo(count: int, workdir: Path, faults: bool) -> None:
     """Renew subscriptions end to end against the local sandbox and summarise."""
     from rebill.demo import run_demo
+    from rebill.demo_faults import run_fault_demo
 
     logs.configure("WARNING")
+    if faults:
+        sys.exit(run_fault_demo(workdir=workdir))
     sys.exit(run_demo(count=count, workdir=workdir))
 
 

@@ -46,7 +46,6 @@ STORE_HASH = "demo1store"
 # wait. On a Pro plan (450) the limiter would make the demo last over 30 s.
 DEMO_API_QUOTA = 3000
 WAIT_LIMIT_SECONDS = 600
-# States in which a renewal waits for time or an operator, not for a worker.
 # A renewal waits for a worker when it is in one of these states, or when it
 # is RETRY_SCHEDULED and its next attempt is due. The others wait for time (a
 # retry, a reconcile or an instrument check tomorrow) or for an operator.

@@ -120,6 +120,10 @@ def check_due(
         except RateLimitWait as wait:
             waiting_stores.add(store_id)
             logger.info("cycle %d: check postponed: %s", cycle_id, wait)
+        except Exception:
+            # One broken cycle must not hold up the tick's other checks and
+            # its queueing; it is checked again at the next tick.
+            logger.exception("cycle %d: check failed; trying again next tick", cycle_id)
     return checked
 
 
