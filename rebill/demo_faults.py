@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import textwrap
 import time
 from collections import Counter, defaultdict
@@ -34,7 +33,14 @@ from models import (
     Store,
     utcnow,
 )
-from rebill.demo import celery_worker, demo_secret_key, order_template, redis_for_demo
+from rebill.demo import (
+    celery_worker,
+    demo_secret_key,
+    order_template,
+    prepare_workdir,
+    redis_for_demo,
+    write_env_file,
+)
 from rebill.migrations import upgrade
 from rebill.runtime import Runtime
 from rebill.settings import Settings
@@ -141,9 +147,7 @@ def inject_faults(sandbox: SandboxServer) -> None:
 
 def run_fault_demo(*, workdir: Path) -> int:
     """Run the fault demo and return the process exit status."""
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    prepare_workdir(workdir)
     database_url = f"sqlite:///{(workdir / 'rebill.db').resolve()}"
     started = time.monotonic()
     with redis_for_demo() as redis_url, SandboxServer() as sandbox:
@@ -335,9 +339,9 @@ def summary(
         f"{orders_charged_twice(sandbox)}",
         f"Stores still paused: {', '.join(paused) or 'none'}",
         "",
-        f"Worker log: {workdir / 'worker.log'}",
-        f"Failures:   REBILL_DATABASE_URL={runtime.settings.database_url} "
-        "rebill failures",
+        f"Worker log:  {workdir / 'worker.log'}",
+        f"Settings:    {write_env_file(runtime, workdir)} (database URL and key)",
+        f"Unpaid ones: set -a; . {workdir / 'demo.env'}; set +a; rebill failures",
     ]
     return "\n".join(lines)
 
