@@ -161,6 +161,7 @@ def test_retry_now_shows_new_attempt(live_dashboard: LiveDashboard, browser) -> 
     attempts = browser.find_element(By.ID, "attempts")
     assert "Attempt 2: paid" in attempts.text
     assert browser.find_element(By.ID, "cycle-state").text == "paid"
-    assert "retry queued" in browser.find_element(By.CSS_SELECTOR, ".flash").text
-    assert "operator alice · renewal.retry · ok" in browser.page_source
+    flash = browser.find_element(By.CSS_SELECTOR, ".flash").text
+    assert f"cycle {live_dashboard.cycle_id}: retry queued" in flash
+    assert "operator alice · retry_cycle_now · ok" in browser.page_source
     screenshot(browser, "timeline")

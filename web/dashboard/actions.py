@@ -1,118 +1,240 @@
-"""Dashboard actions: POST forms that change a renewal or a store and audit it."""
+"""Dashboard actions: POST forms that run an operator action and audit it.
+
+The actions themselves are in rebill.actions. A successful action writes its own
+audit entry, and the dashboard appends the operator's note to that entry. A
+rejected action raises ActionRejected and writes nothing, so the dashboard
+writes the one entry itself, with the reason as its result.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from models import BillingCycle, Store
-from web import operator_actions
+from models import AuditEntry, BillingCycle, CycleState, Store
+from rebill import actions
+from rebill.actions import ActionResult
+from rebill.errors import ActionRejected
 from web.app import db, now, services
 from web.audit import record_audit
 from web.dashboard import dashboard
 from web.dashboard.forms import ActionForm
-from web.operator_actions import ActionResult
 
 logger = logging.getLogger(__name__)
 
-CYCLE_ACTIONS = ("retry", "approve", "skip", "cancel")
+# The action named in the form's URL -> the name of the rebill.actions function,
+# which its audit entries carry as their action.
+CYCLE_ACTIONS = {
+    "retry": "retry_cycle_now",
+    "approve": "approve_cycle",
+    "skip": "skip_cycle",
+    "cancel": "cancel_subscription",
+}
+
+
+@dataclass(frozen=True)
+class AuditTarget:
+    """The action and the rows that its audit entry names."""
+
+    action: str
+    store_id: int
+    subscription_id: int | None = None
+    cycle_id: int | None = None
 
 
 @dashboard.post("/renewals/<int:cycle_id>/<action>")
 @login_required
 def cycle_action(cycle_id: int, action: str) -> Response:
-    if action not in CYCLE_ACTIONS:
+    name = CYCLE_ACTIONS.get(action)
+    if name is None:
         abort(404)
-    form = ActionForm()
-    if not form.validate():
-        abort(400)
+    form = _validated_form()
     cycle = db().get(BillingCycle, cycle_id)
     if cycle is None:
         abort(404)
-    result = _run_cycle_action(action, cycle)
-    record_audit(
-        db(),
-        now(),
-        actor=f"operator {current_user.username}",
-        action=f"renewal.{action}",
-        store_id=cycle.store_id,
-        subscription_id=cycle.subscription_id,
-        cycle_id=cycle.id,
-        result="ok" if result.changed else result.message,
-        detail=form.note.data or "",
+    subscription_id = cycle.subscription_id
+    target = AuditTarget(name, cycle.store_id, subscription_id, cycle_id)
+
+    result = _run_audited(
+        target,
+        _notes(form),
+        lambda: _run_cycle_action(action, cycle_id, subscription_id),
     )
-    db().commit()
-    logger.info(
-        "cycle %d: operator %s: %s: %s",
-        cycle.id,
-        current_user.username,
-        action,
-        result.message,
-    )
-    if result.changed and action == "retry":
-        _enqueue(cycle.id)
-    flash(result.message, "ok" if result.changed else "error")
-    return redirect(url_for("dashboard.timeline", cycle_id=cycle.id))
+
+    if result is not None:
+        message = result.message
+        if action == "retry":
+            message = _queue_retry(cycle_id, message)
+        flash(message, "ok")
+    return redirect(url_for("dashboard.timeline", cycle_id=cycle_id))
 
 
-def _run_cycle_action(action: str, cycle: BillingCycle) -> ActionResult:
-    moment = now()
+def _run_cycle_action(action: str, cycle_id: int, subscription_id: int) -> ActionResult:
+    session, moment, actor = db(), now(), _actor()
     if action == "retry":
         if services().enqueue is None:
-            return ActionResult(False, "not retried: no broker is configured")
-        runtime = services().runtime
-        return operator_actions.retry_now(db(), cycle, moment, runtime.client_for)
+            raise ActionRejected(
+                f"cycle {cycle_id}",
+                "this web app was started without a task queue, so it cannot "
+                "queue a retry. `rebill web` queues through the Celery broker at "
+                "REBILL_REDIS_URL",
+            )
+        return actions.retry_cycle_now(
+            session,
+            cycle_id,
+            now=moment,
+            actor=actor,
+            client_for=services().runtime.client_for,
+        )
     if action == "approve":
-        return operator_actions.approve(db(), cycle, moment)
+        return actions.approve_cycle(session, cycle_id, now=moment, actor=actor)
     if action == "skip":
-        return operator_actions.skip(db(), cycle, moment)
-    return operator_actions.cancel_subscription(db(), cycle, moment)
+        return actions.skip_cycle(session, cycle_id, now=moment, actor=actor)
+    return actions.cancel_subscription(
+        session, subscription_id, now=moment, actor=actor
+    )
 
 
-def _enqueue(cycle_id: int) -> None:
-    """Queue the renewal now; if the broker fails, the scheduler queues it later."""
+def _queue_retry(cycle_id: int, message: str) -> str:
+    """Queue the cycle if the retry left it waiting, and return the message to show.
+
+    A retry that reconciled the cycle and found its payment marked it paid
+    instead, so there is nothing to queue and `message` reports the payment.
+    """
+    state = db().scalar(
+        sa.select(BillingCycle.state).where(BillingCycle.id == cycle_id)
+    )
+    db().commit()  # ends the read transaction before the broker is called
+    if state != CycleState.RETRY_SCHEDULED:
+        return message
     enqueue = services().enqueue
-    assert enqueue is not None
+    assert enqueue is not None  # _run_cycle_action rejects a retry without one
     try:
         enqueue(cycle_id)
     except Exception:  # noqa: BLE001 - any broker error leaves the retry to the scheduler
         logger.exception(
-            "cycle %d: queueing the retry failed; the scheduler will", cycle_id
+            "cycle %d: queueing the retry failed; the scheduler queues it at its "
+            "next tick",
+            cycle_id,
         )
+        return (
+            f"cycle {cycle_id}: retry scheduled, but queueing it failed; the "
+            "scheduler queues it at its next tick"
+        )
+    return f"cycle {cycle_id}: retry queued for a worker now"
 
 
 @dashboard.post("/stores/<int:store_id>/resume")
 @login_required
 def resume_store(store_id: int) -> Response:
-    form = ActionForm()
-    if not form.validate():
-        abort(400)
+    form = _validated_form()
     store = db().get(Store, store_id)
     if store is None:
         abort(404)
-    reason = store.billing_paused_reason or ""
-    result = operator_actions.resume_store(store)
-    record_audit(
-        db(),
-        now(),
-        actor=f"operator {current_user.username}",
-        action="store.resume",
-        store_id=store.id,
-        result="ok" if result.changed else result.message,
-        detail=f"{form.note.data or ''} (paused because: {reason})".strip(),
+    notes = _notes(form)
+    if store.billing_paused_reason:
+        notes.insert(0, f"paused because: {store.billing_paused_reason}")
+
+    result = _run_audited(
+        AuditTarget("resume_store", store_id),
+        notes,
+        lambda: actions.resume_store(db(), store_id, now=now(), actor=_actor()),
     )
-    db().commit()
-    logger.info(
-        "store %s: operator %s: %s",
-        store.store_hash,
-        current_user.username,
-        result.message,
-    )
-    flash(
-        f"store {store.store_hash}: {result.message}",
-        "ok" if result.changed else "error",
-    )
+
+    if result is not None:
+        flash(result.message, "ok")
     return redirect(url_for("dashboard.stores"))
+
+
+def _run_audited(
+    target: AuditTarget, notes: list[str], run: Callable[[], ActionResult]
+) -> ActionResult | None:
+    """Run a shared action and commit it with exactly one audit entry.
+
+    Returns the action's result, or None when the action was rejected: the
+    reason is then flashed, logged and audited, and nothing else is changed.
+    """
+    session = db()
+    try:
+        with _added_audit_entries(session) as added:
+            result = run()
+    except ActionRejected as error:
+        _record_rejection(session, target, notes, error)
+        return None
+    if len(added) != 1:
+        raise RuntimeError(
+            f"{target.action} added {len(added)} audit entries instead of one; "
+            "nothing was committed"
+        )
+    entry = added[0]
+    entry.detail = "; ".join([entry.detail, *notes])
+    # cancel_subscription names only the subscription, so the entry gets the
+    # renewal it was run from, which keeps it on that renewal's timeline.
+    entry.cycle_id = entry.cycle_id or target.cycle_id
+    session.commit()
+    return result
+
+
+@contextmanager
+def _added_audit_entries(session: Session) -> Iterator[list[AuditEntry]]:
+    """Collect the audit entries added to `session` inside the block.
+
+    The shared actions add their entry without returning it. Once flushed, the
+    session keeps only a weak reference to it, so it is collected when added.
+    """
+    added: list[AuditEntry] = []
+
+    def collect(_session: Session, instance: object) -> None:
+        if isinstance(instance, AuditEntry):
+            added.append(instance)
+
+    sa.event.listen(session, "transient_to_pending", collect)
+    try:
+        yield added
+    finally:
+        sa.event.remove(session, "transient_to_pending", collect)
+
+
+def _record_rejection(
+    session: Session, target: AuditTarget, notes: list[str], error: ActionRejected
+) -> None:
+    """Audit, log and flash a rejected action, which wrote nothing."""
+    session.rollback()
+    record_audit(
+        session,
+        now(),
+        actor=_actor(),
+        action=target.action,
+        store_id=target.store_id,
+        subscription_id=target.subscription_id,
+        cycle_id=target.cycle_id,
+        result=str(error),
+        detail="; ".join(notes),
+    )
+    session.commit()
+    logger.info("%s: %s rejected: %s", _actor(), target.action, error)
+    flash(str(error), "error")
+
+
+def _validated_form() -> ActionForm:
+    form = ActionForm()
+    if not form.validate():
+        abort(400)
+    return form
+
+
+def _notes(form: ActionForm) -> list[str]:
+    note = (form.note.data or "").strip()
+    return [f"note: {note}"] if note else []
+
+
+def _actor() -> str:
+    return f"operator {current_user.username}"

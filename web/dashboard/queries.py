@@ -9,21 +9,24 @@ from datetime import datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import BillingCycle, ChargeAttempt, CycleState, Store, Subscription
-
-# Renewals that did not end paid or skipped and may need an operator.
-FAILURE_STATES = (
-    CycleState.FAILED,
-    CycleState.NEEDS_REVIEW,
-    CycleState.UNKNOWN,
-    CycleState.RETRY_SCHEDULED,
-    CycleState.PENDING,
+from models import (
+    DUNNING_STATES,
+    BillingCycle,
+    ChargeAttempt,
+    CycleState,
+    Store,
+    Subscription,
 )
+from rebill.actions import RETRYABLE_STATES
+
+# Renewals that did not end paid or skipped and may need an operator, which are
+# the states that "retry now" accepts.
+FAILURE_STATES = RETRYABLE_STATES
 # The overview's groups of today's renewals, in display order.
 TODAY_GROUPS = {
     "paid": (CycleState.PAID,),
     "failed": (CycleState.FAILED,),
-    "in dunning": (CycleState.RETRY_SCHEDULED,),
+    "in dunning": DUNNING_STATES,
     "unknown": (CycleState.UNKNOWN, CycleState.PENDING),
     "in review": (CycleState.NEEDS_REVIEW,),
     "in progress": (CycleState.DUE, CycleState.ORDER_CREATED, CycleState.CHARGING),
