@@ -67,7 +67,7 @@ DEMO_POLICY = {
 }
 FINAL_STATES = (CycleState.PAID, CycleState.FAILED, CycleState.NEEDS_REVIEW)
 
-# What each outcome class means and what rebill does about it.
+# Meaning of each outcome class and rebill's response to it.
 EXPLANATIONS = {
     OutcomeClass.PAID: "BigCommerce took the payment (201 success): the cycle is "
     "paid and the subscription is active.",
@@ -296,19 +296,37 @@ def summary(
         paused = session.scalars(
             sa.select(Store.store_hash).where(Store.billing_paused.is_(True))
         ).all()
-    by_class: Counter[str] = Counter(attempt.outcome for attempt in attempts)
-    endings: dict[str, Counter[str]] = defaultdict(Counter)
-    for cycle_id in {attempt.cycle_id for attempt in attempts}:
-        for outcome in {a.outcome for a in attempts if a.cycle_id == cycle_id}:
-            endings[outcome][cycles[cycle_id].state] += 1
     lines = [
         "",
         f"rebill demo --faults: {len(cycles)} renewal(s), {len(attempts)} charge "
         f"attempt(s) in {elapsed:.1f} s",
         "",
         "Outcome classes: attempts that ended in each, and where their renewals ended",
+        *class_lines(cycles, attempts),
+        "",
+        *renewal_lines(cycles),
+        f"Charges in the sandbox ledger: {len(sandbox.state.ledger())}, orders "
+        f"charged twice: {orders_charged_twice(sandbox)}",
+        f"Stores still paused: {', '.join(paused) or 'none'}",
+        "",
+        f"Worker log:  {workdir / 'worker.log'}",
+        f"Settings:    {write_env_file(runtime, workdir)} (database URL and key)",
+        f"Unpaid ones: set -a; . {workdir / 'demo.env'}; set +a; rebill failures",
     ]
-    for outcome in EXPLANATIONS:
+    return "\n".join(lines)
+
+
+def class_lines(
+    cycles: dict[int, BillingCycle], attempts: list[ChargeAttempt]
+) -> list[str]:
+    """Return two lines per outcome class: its counts, then its explanation."""
+    by_class: Counter[str] = Counter(attempt.outcome for attempt in attempts)
+    endings: dict[str, Counter[str]] = defaultdict(Counter)
+    for cycle_id in {attempt.cycle_id for attempt in attempts}:
+        for outcome in {a.outcome for a in attempts if a.cycle_id == cycle_id}:
+            endings[outcome][cycles[cycle_id].state] += 1
+    lines = []
+    for outcome, explanation in EXPLANATIONS.items():
         ended = ", ".join(
             f"{count} {state}" for state, count in sorted(endings[outcome].items())
         )
@@ -317,33 +335,25 @@ def summary(
         )
         lines.append(
             textwrap.fill(
-                EXPLANATIONS[outcome],
+                explanation,
                 88,
                 initial_indent=" " * 6,
                 subsequent_indent=" " * 6,
                 break_on_hyphens=False,
             )
         )
+    return lines
+
+
+def renewal_lines(cycles: dict[int, BillingCycle]) -> list[str]:
+    """Return the count of renewals by state and the reason of each unpaid one."""
     states = Counter(cycle.state for cycle in cycles.values())
-    lines += [
-        "",
-        "Renewals: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
-    ]
+    lines = ["Renewals: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
     for cycle in sorted(cycles.values(), key=lambda item: item.id):
         if cycle.state != CycleState.PAID:
             reason = cycle.review_reason or cycle.last_error_message or ""
             lines.append(f"  cycle {cycle.id} {cycle.state}: {reason}")
-    ledger = sandbox.state.ledger()
-    lines += [
-        f"Charges in the sandbox ledger: {len(ledger)}, orders charged twice: "
-        f"{orders_charged_twice(sandbox)}",
-        f"Stores still paused: {', '.join(paused) or 'none'}",
-        "",
-        f"Worker log:  {workdir / 'worker.log'}",
-        f"Settings:    {write_env_file(runtime, workdir)} (database URL and key)",
-        f"Unpaid ones: set -a; . {workdir / 'demo.env'}; set +a; rebill failures",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def orders_charged_twice(sandbox: SandboxServer) -> int:

@@ -2,7 +2,7 @@
 
 - An UNKNOWN or PENDING cycle whose next_attempt_at has come is reconciled:
   the order's status_id and its V3 transactions show whether a payment exists,
-  and rebill.decisions.decide_reconcile says what follows. A cycle is charged
+  and rebill.decisions.decide_reconcile decides what follows. A cycle is charged
   again only when its order is still Incomplete and has no payment.
 - An AWAITING_INSTRUMENT cycle whose next_attempt_at has come reads the
   instruments offered for its order and is retried once a usable one that was
@@ -75,7 +75,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class OrderReading:
-    """What an order and its transactions show about a cycle's payment."""
+    """Finding about a cycle's payment from its order and transactions."""
 
     finding: Finding
     detail: str

@@ -74,7 +74,7 @@ def test_paid_returns_subscription_to_active() -> None:
     assert decision.subscription_status is SubscriptionStatus.ACTIVE
 
 
-def test_first_soft_decline_retries_next_day_at_billing_hour() -> None:
+def test_soft_decline_retries_at_billing_hour() -> None:
     decision = decide_after_attempt(
         OutcomeClass.SOFT_DECLINE,
         facts(decline(NOW)),

@@ -56,7 +56,7 @@ def before_first_payment(
 
 
 def test_renewal_pat_is_marked_recurring(billed_store: BilledStore) -> None:
-    """Issuers exempt recurring charges from 3-D Secure only when told so."""
+    """Issuers exempt only charges flagged recurring from 3-D Secure."""
     customer, _ = billed_store.add_customer()
     billed_store.add_subscription(customer)
     billed_store.tick_and_work()
@@ -166,8 +166,8 @@ def test_rate_limit_without_headers_backs_off(billed_store: BilledStore) -> None
     (attempt,) = billed_store.attempts(cycle.id)
     assert attempt.http_status == 429
 
-    # The limiter learned of the 429 too and holds payments for a short,
-    # real-time backoff: wait it out like the Celery task's countdown does.
+    # The limiter saw the 429 too and delays payments by a short real-time
+    # backoff, which the test waits out like the Celery task's countdown does.
     billed_store.advance(timedelta(minutes=5))
     billed_store.tick()
     try:

@@ -21,7 +21,7 @@ from rebill.client import ResponseInfo
 from tests.fixtures.billed_store import STORE_HASH, BilledStore
 
 SHORT_READ_TIMEOUT = 0.3
-# Longest wait for a request the sandbox is still handling in another thread.
+# Maximum wait for a request the sandbox is still handling in another thread.
 SANDBOX_WAIT_SECONDS = 10
 
 
@@ -344,6 +344,7 @@ def test_soft_declines_run_schedule_then_pause(billed_store: BilledStore) -> Non
     assert cycle.last_error_message is not None
     assert "end of dunning: pause" in cycle.last_error_message
     assert len(billed_store.attempts(cycle.id)) == 5
+    assert cycle.decline_count == 5
     subscription = billed_store.subscription(subscription_id)
     assert subscription.status == SubscriptionStatus.PAUSED
     assert billed_store.charges() == 0

@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import ChargeAttempt, CycleState, OutcomeClass, Subscription
+from models import BillingCycle, ChargeAttempt, CycleState, OutcomeClass, Subscription
 from rebill import cycles, policy
 from rebill.client import PaymentResult, StoredInstrument
 from rebill.decisions import (
+    DECLINES,
     AttemptRecord,
     Decision,
     decide_after_attempt,
@@ -234,6 +235,8 @@ def apply_to_cycle(
     }
     if end.transaction_id is not None:
         values["transaction_id"] = end.transaction_id
+    if end.outcome in DECLINES:
+        values["decline_count"] = BillingCycle.decline_count + 1
     if decision.state is CycleState.PAID:
         values["paid_at"] = now
         values["last_error_message"] = None
