@@ -203,7 +203,10 @@ def payment_in_flight(runtime: Runtime) -> bool:
 def postgres_url(postgres_admin: sa.Engine | None) -> Iterator[str]:
     """A migrated PostgreSQL database: SQLite would serialise the workers."""
     if postgres_admin is None:
-        pytest.skip("the fault suite needs PostgreSQL")
+        message = "the fault suite needs PostgreSQL; SQLite would serialise workers"
+        if os.environ.get("REBILL_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
     url = create_postgres_database(postgres_admin)
     upgrade(url)
     yield url
