@@ -132,7 +132,12 @@ def create_blueprint(state: SandboxState) -> Blueprint:
 
     @admin.get("/stores/<store_hash>/rate-limits")
     def rate_limits(store_hash: str) -> Response:
-        return jsonify({"rate_limited": state.rate_limited_counts(store_hash)})
+        return jsonify(
+            {
+                "rate_limited": state.rate_limited_counts(store_hash),
+                "requests": state.request_counts(store_hash),
+            }
+        )
 
     @admin.post("/stores/<store_hash>/other-apps-share")
     def other_apps_share(store_hash: str) -> Response:

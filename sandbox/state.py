@@ -396,6 +396,7 @@ class SandboxState:
         """Count a store API request against the store's quota."""
         with self._lock:
             store = self._api_store(store_hash)
+            store.requests["api"] += 1
             return store.api_limiter.admit(self.clock.monotonic())
 
     def admit_payment(self, store_hash: str) -> Decision | None:
@@ -407,6 +408,7 @@ class SandboxState:
             store = self._stores.get(store_hash)
             if store is None:
                 return None
+            store.requests["payments"] += 1
             return store.payments_limiter.admit(self.clock.monotonic())
 
     def record_rate_limited(self, store_hash: str, host: str) -> None:
@@ -421,6 +423,11 @@ class SandboxState:
         """Return how many 429s a store got, per host: {"api": n, "payments": m}."""
         with self._lock:
             return dict(self._seed_store(store_hash).rate_limited)
+
+    def request_counts(self, store_hash: str) -> dict[str, int]:
+        """Return how many requests a store got, per host, 429s included."""
+        with self._lock:
+            return dict(self._seed_store(store_hash).requests)
 
     # Store API (api host)
 

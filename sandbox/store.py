@@ -48,6 +48,8 @@ class Store:
     rate_limited: dict[str, int] = field(
         default_factory=lambda: {"api": 0, "payments": 0}
     )
+    # Requests that reached a host's limit, admitted or not, per host.
+    requests: dict[str, int] = field(default_factory=lambda: {"api": 0, "payments": 0})
     next_order_id: int = FIRST_ORDER_ID
     next_line_id: int = 1
     next_transaction_id: int = 1
