@@ -40,8 +40,8 @@ exponential backoff when it gives none.
 
 Failing closed: when Redis cannot be reached, before() raises LimiterUnavailable
 (a RateLimitWait), so no request and above all no payment is sent. after()
-never raises for Redis errors, because the response it sees has already arrived
-and must be recorded.
+never raises for Redis errors, because the response it handles has already
+arrived and must be recorded.
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ REDIS_DOWN_WAIT_SECONDS = 30.0
 STATS_TTL_SECONDS = 7 * 24 * 3600
 # Maximum number of short sleeps before() makes for one store API request.
 MAX_API_SLEEPS = 3
+# A renewal that comes back within this time after its start time keeps it.
+RENEWAL_GRACE_SECONDS = 10.0
+# A renewal delivered again within this time after its admission is admitted
+# without taking requests: a duplicate, or a retry after a short wait.
+RENEWAL_MEMORY_SECONDS = 60.0
 
 MICROSECONDS = 1_000_000
 
@@ -160,10 +165,47 @@ return {1, wait, now}
 """
 )
 
+# Store API helpers. A store's API state is a hash: window_end, left (estimate
+# for all apps), used (rebill's requests in the window), blocked_until,
+# sequence and known (whether window_end came from a response).
+API_PRELUDE = """
+-- Return the wait (us) left of a block after a 429, counting it, or 0.
+local function api_blocked(key, stats, now, ttl, max_sleep)
+  local blocked = num(redis.call('HGET', key, 'blocked_until'), 0)
+  if blocked <= now then return 0 end
+  count_wait(stats, 'api', blocked - now, ttl, blocked - now > max_sleep)
+  return blocked - now
+end
+-- Take `count` requests from the store's window if rebill's budget and the
+-- requests left allow. Returns admitted (bool), wait (us) and the sequence.
+local function take_from_window(key, stats, now, quota, budget, count, window,
+    ttl, max_sleep)
+  local state = redis.call('HMGET', key,
+    'window_end', 'left', 'used', 'sequence', 'known')
+  local window_end, left, used = num(state[1], 0), num(state[2], 0), num(state[3], 0)
+  local sequence, known = num(state[4], 0), num(state[5], 0)
+  if window_end <= now then
+    window_end, left, used, known = now + window, quota, 0, 0
+  end
+  local admitted = used + count <= budget and left - count >= 0
+  if admitted then
+    left, used, sequence = left - count, used + count, sequence + count
+    count_admitted(stats, 'api', count, ttl)
+  else
+    count_wait(stats, 'api', window_end - now, ttl, window_end - now > max_sleep)
+  end
+  redis.call('HSET', key, 'window_end', int(window_end), 'left', left,
+    'used', used, 'sequence', int(sequence), 'known', known)
+  redis.call('PEXPIRE', key, math.ceil((window_end - now) / 1000) + 60000)
+  if admitted then return true, 0, sequence end
+  return false, window_end - now, sequence
+end
+"""
+
 # KEYS: api state, stats. ARGV: quota, budget, count, window (us), stats ttl
 # (s), mode, max sleep (us). The budget is the quota less the share left for
 # other apps. Mode 'take' admits `count` requests. Mode 'check' only honours a
-# block after a 429, for requests an earlier 'take' admitted. The max sleep is
+# block after a 429, for requests an earlier admission took. The max sleep is
 # the longest wait the caller sleeps through: a longer wait counts as a
 # deferral.
 # Returns {admitted (0/1), wait (us), sequence, now (us)}: sequence numbers
@@ -171,36 +213,71 @@ return {1, wait, now}
 # after the one a response belongs to.
 API_DECIDE = (
     LUA_PRELUDE
+    + API_PRELUDE
     + """
 local now = now_us()
 local quota, budget, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, ttl, mode = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local max_sleep = tonumber(ARGV[7])
-local state = redis.call('HMGET', KEYS[1],
-  'window_end', 'left', 'used', 'blocked_until', 'sequence', 'known')
-local window_end, left, used = num(state[1], 0), num(state[2], 0), num(state[3], 0)
-local blocked, sequence = num(state[4], 0), num(state[5], 0)
-if blocked > now then
-  count_wait(KEYS[2], 'api', blocked - now, ttl, blocked - now > max_sleep)
-  return {0, blocked - now, sequence, now}
-end
+local blocked = api_blocked(KEYS[1], KEYS[2], now, ttl, max_sleep)
+local sequence = num(redis.call('HGET', KEYS[1], 'sequence'), 0)
+if blocked > 0 then return {0, blocked, sequence, now} end
 if mode == 'check' then return {1, 0, sequence, now} end
-local known = num(state[6], 0)
-if window_end <= now then
-  window_end, left, used, known = now + window, quota, 0, 0
+local admitted, wait
+admitted, wait, sequence = take_from_window(KEYS[1], KEYS[2], now, quota, budget,
+  count, window, ttl, max_sleep)
+return {admitted and 1 or 0, wait, sequence, now}
+"""
+)
+
+# KEYS: api state, stats, renewal starts (a hash: 'next', and per ticket its
+# start time, or minus its start time once admitted). ARGV: quota, budget,
+# count, window (us), stats ttl (s), max sleep (us), ticket, spacing (us),
+# grace (us), memory (us).
+# Admits one renewal: gives it a start time `spacing` after the last one given,
+# and takes its `count` store API requests once that time is within the max
+# sleep. A renewal deferred with a ticket keeps its start time when it comes
+# back (within `grace` of it), so deferred renewals wait in line instead of all
+# asking again at once. A ticket admitted less than `memory` ago is admitted
+# again without requests, so a duplicate delivery costs no budget.
+# Returns {admitted (0/1), wait (us), sequence, now (us), requests taken}: the
+# wait is the sleep until the start time when admitted, the time to come back
+# when not.
+RENEWAL_ADMIT = (
+    LUA_PRELUDE
+    + API_PRELUDE
+    + """
+local now = now_us()
+local quota, budget, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local window, ttl, max_sleep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ticket, spacing = ARGV[7], tonumber(ARGV[8])
+local grace, memory = tonumber(ARGV[9]), tonumber(ARGV[10])
+local blocked = api_blocked(KEYS[1], KEYS[2], now, ttl, max_sleep)
+if blocked > 0 then return {0, blocked, 0, now, 0} end
+local start = num(redis.call('HGET', KEYS[3], ticket), nil)
+if start and start < 0 and now + start < memory then
+  return {1, math.max(0, -start - now), 0, now, 0}
 end
-local admitted = used + count <= budget and left - count >= 0
-if admitted then
-  left, used, sequence = left - count, used + count, sequence + count
-  count_admitted(KEYS[2], 'api', count, ttl)
-else
-  count_wait(KEYS[2], 'api', window_end - now, ttl, window_end - now > max_sleep)
+if not start or start < now - grace then
+  start = math.max(num(redis.call('HGET', KEYS[3], 'next'), 0), now)
+  local next_start = start + spacing
+  redis.call('HSET', KEYS[3], 'next', int(next_start), ticket, int(start))
+  redis.call('PEXPIRE', KEYS[3],
+    math.ceil((next_start - now + grace + memory) / 1000) + 60000)
 end
-redis.call('HSET', KEYS[1], 'window_end', int(window_end), 'left', left,
-  'used', used, 'sequence', int(sequence), 'known', known)
-redis.call('PEXPIRE', KEYS[1], math.ceil((window_end - now) / 1000) + 60000)
-if admitted then return {1, 0, sequence, now} end
-return {0, window_end - now, sequence, now}
+if start - now > max_sleep then
+  count_wait(KEYS[2], 'api', start - now, ttl, true)
+  return {0, start - now, 0, now, 0}
+end
+local admitted, wait, sequence = take_from_window(KEYS[1], KEYS[2], now, quota,
+  budget, count, window, ttl, 0)
+if not admitted then
+  redis.call('HDEL', KEYS[3], ticket)
+  return {0, wait, sequence, now, 0}
+end
+redis.call('HSET', KEYS[3], ticket, int(-start))
+if start > now then count_wait(KEYS[2], 'api', start - now, ttl, false) end
+return {1, math.max(0, start - now), sequence, now, count}
 """
 )
 
@@ -347,6 +424,7 @@ class Decision:
     sequence: int  # store API only: number of the last request admitted
     latency: float  # seconds the script call took, network included
     decided_at: float  # Redis TIME of the decision, seconds since the epoch
+    requests: int = 0  # renewal admission only: store API requests taken
 
 
 @dataclass(frozen=True)
@@ -405,6 +483,10 @@ def stats_key(store_hash: str) -> str:
     return f"rebill:limiter:{{{store_hash}}}:stats"
 
 
+def starts_key(store_hash: str) -> str:
+    return f"rebill:limiter:{{{store_hash}}}:starts"
+
+
 STATS_KEY_PATTERN = "rebill:limiter:{*}:stats"
 
 
@@ -445,10 +527,11 @@ class Limiter:
         self.client = client
         self.config = config or LimiterConfig()
         self.config.validate()
-        self._sleep = sleep
+        self.sleep = sleep
         self._jitter = jitter
         self._payments_decide = client.register_script(PAYMENTS_DECIDE)
         self._api_decide = client.register_script(API_DECIDE)
+        self._renewal_admit = client.register_script(RENEWAL_ADMIT)
         self._api_observe = client.register_script(API_OBSERVE)
         self._payments_observe = client.register_script(PAYMENTS_OBSERVE)
 
@@ -486,7 +569,7 @@ class Limiter:
         if not decision.admitted:
             raise RateLimitWait(store_hash, PAYMENTS, decision.wait)
         if decision.wait > 0:
-            self._sleep(decision.wait)
+            self.sleep(decision.wait)
         return decision
 
     def decide_api(
@@ -529,6 +612,49 @@ class Limiter:
             int(result[3]) / MICROSECONDS,
         )
 
+    def admit_renewal(
+        self, store_hash: str, quota: int, count: int, ticket: str
+    ) -> Decision:
+        """Run one admission decision for a renewal making `count` API requests.
+
+        Renewals of a store start one after another, spaced so that their API
+        requests use the store's budget evenly over each window and their
+        payments stay within the payments host's rate. `ticket` names the
+        renewal (its cycle id), so a deferred renewal keeps its place.
+        """
+        budget = quota - api_reserve(quota, self.config.other_apps_share)
+        spacing = max(
+            count * API_WINDOW_SECONDS / budget, 1 / self.config.payments_rate
+        )
+        arguments = [
+            quota,
+            budget,
+            count,
+            round(API_WINDOW_SECONDS * MICROSECONDS),
+            STATS_TTL_SECONDS,
+            round(self.config.max_sleep * MICROSECONDS),
+            ticket,
+            round(spacing * MICROSECONDS),
+            round(RENEWAL_GRACE_SECONDS * MICROSECONDS),
+            round(RENEWAL_MEMORY_SECONDS * MICROSECONDS),
+        ]
+        keys = [
+            state_key(store_hash, API),
+            stats_key(store_hash),
+            starts_key(store_hash),
+        ]
+        result, wait, latency = self._run(
+            self._renewal_admit, store_hash, API, keys, arguments
+        )
+        return Decision(
+            bool(result[0]),
+            wait,
+            int(result[2]),
+            latency,
+            int(result[3]) / MICROSECONDS,
+            requests=int(result[4]),
+        )
+
     def acquire_api(
         self, store_hash: str, quota: int, count: int = 1, *, check_only: bool = False
     ) -> Decision:
@@ -544,7 +670,7 @@ class Limiter:
                 return decision
             if decision.wait > self.config.max_sleep:
                 break
-            self._sleep(decision.wait)
+            self.sleep(decision.wait)
         raise RateLimitWait(store_hash, API, decision.wait)
 
     def observe(
@@ -674,9 +800,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 class StoreGate:
     """The RequestGate of one store, used by one renewal on one thread.
 
-    `reserve_api(count)` takes the store API requests a renewal expects to make
-    in one decision, before the renewal claims its cycle; before() then spends
-    that credit and only checks in Redis whether a 429 has blocked the store since.
+    `admit_renewal()` takes the store API requests a renewal expects to make
+    in one decision, before the renewal claims its cycle. before() then spends
+    that credit and only checks whether a 429 has blocked the store since.
     Requests beyond the credit are admitted one at a time.
     """
 
@@ -685,20 +811,24 @@ class StoreGate:
         self.store_hash = store_hash
         self.api_quota = api_quota
         self.credit = 0
+        self.last_decision: Decision | None = None
         self._sequence = 0
         self._latency = {API: 0.0, PAYMENTS: 0.0}
 
-    def reserve_api(self, count: int) -> None:
-        """Take `count` store API requests now, or raise RateLimitWait.
+    def admit_renewal(self, count: int, ticket: str) -> None:
+        """Take the `count` store API requests of a renewal, or raise RateLimitWait.
 
-        Never sleeps, so a caller may hold a database transaction open.
+        Sleeps up to the limiter's max sleep for the renewal's start time, so
+        the caller must not hold a database transaction open.
         """
-        decision = self.limiter.decide_api(
-            self.store_hash, self.api_quota, count, max_sleep=0
+        decision = self.limiter.admit_renewal(
+            self.store_hash, self.api_quota, count, ticket
         )
         if not decision.admitted:
             raise RateLimitWait(self.store_hash, API, decision.wait)
-        self.credit += count
+        if decision.wait > 0:
+            self.limiter.sleep(decision.wait)
+        self.credit += decision.requests
         self._remember(API, decision)
 
     def before(self, host: str) -> None:
@@ -712,6 +842,7 @@ class StoreGate:
             )
             self.credit -= 1
             self._latency[API] = decision.latency
+            self.last_decision = decision
             return
         else:
             decision = self.limiter.acquire_api(self.store_hash, self.api_quota)
@@ -736,6 +867,7 @@ class StoreGate:
             )
 
     def _remember(self, host: str, decision: Decision) -> None:
+        self.last_decision = decision
         self._latency[host] = decision.latency
         if host == API and decision.sequence:
             self._sequence = decision.sequence

@@ -246,7 +246,7 @@ def test_response_from_older_window_ignored(limiter: Limiter) -> None:
 
 def test_reservation_is_spent_before_new_requests(limiter: Limiter) -> None:
     gate = limiter.gate("store1", QUOTA)
-    gate.reserve_api(3)
+    gate.admit_renewal(3, ticket="1")
     for _ in range(3):
         gate.before(API)
     assert gate.credit == 0
@@ -255,15 +255,56 @@ def test_reservation_is_spent_before_new_requests(limiter: Limiter) -> None:
     assert limiter.stats("store1").api_admitted == 4
 
 
-def test_reservation_rejected_without_sleeping(redis_client: redis.Redis) -> None:
+def test_renewal_deferred_when_window_used(redis_client: redis.Redis) -> None:
     slept: list[float] = []
-    config = LimiterConfig(max_sleep=60)
-    limiter = Limiter(redis_client, config, sleep=slept.append)
+    limiter = Limiter(redis_client, sleep=slept.append)
     limiter.observe("store1", quota_response(left=1, reset_ms=20_000))
     with pytest.raises(RateLimitWait) as raised:
-        limiter.gate("store1", QUOTA).reserve_api(2)
-    assert raised.value.seconds <= 20
+        limiter.gate("store1", QUOTA).admit_renewal(2, ticket="1")
+    assert 10 < raised.value.seconds <= 20
     assert slept == []
+
+
+# Renewal admission: start times spaced by the budget and the payments rate.
+
+
+def test_renewals_start_spaced_by_budget(redis_client: redis.Redis) -> None:
+    slept: list[float] = []
+    limiter = Limiter(redis_client, sleep=slept.append)
+    spacing = 3 * 30 / (QUOTA - RESERVE)  # 3 requests of 135 per 30 s
+    limiter.gate("store1", QUOTA).admit_renewal(3, ticket="1")
+    limiter.gate("store1", QUOTA).admit_renewal(3, ticket="2")
+    with pytest.raises(RateLimitWait) as raised:
+        limiter.gate("store1", QUOTA).admit_renewal(3, ticket="3")
+    assert slept[0] <= spacing
+    assert slept[0] > spacing - 0.5
+    assert raised.value.seconds <= 2 * spacing
+    assert raised.value.seconds > 2 * spacing - 0.5
+
+
+def test_payments_rate_spaces_busy_store(redis_client: redis.Redis) -> None:
+    slept: list[float] = []
+    limiter = Limiter(redis_client, sleep=slept.append)
+    for ticket in range(3):
+        limiter.gate("big1", 30_000).admit_renewal(2, ticket=str(ticket))
+    # 30,000 per 30 s would allow far more; 12 payments per second space them.
+    assert slept[0] <= 1 / 12
+    assert slept[1] <= 2 / 12
+    assert slept[1] > slept[0]
+
+
+def test_deferred_renewal_keeps_its_place(redis_client: redis.Redis) -> None:
+    limiter = Limiter(redis_client, sleep=lambda seconds: None)
+    for ticket in ("1", "2"):
+        limiter.gate("store1", QUOTA).admit_renewal(3, ticket=ticket)
+    waits = {}
+    for ticket in ("3", "4", "3"):
+        with pytest.raises(RateLimitWait) as raised:
+            limiter.gate("store1", QUOTA).admit_renewal(3, ticket=ticket)
+        waits.setdefault(ticket, []).append(raised.value.seconds)
+    first, again = waits["3"]
+    assert again <= first
+    assert waits["4"][0] > first
 
 
 # 429s.
@@ -287,7 +328,7 @@ def test_429_makes_every_worker_of_store_wait(
 
 def test_429_blocks_requests_already_reserved(limiter: Limiter) -> None:
     gate = limiter.gate("store1", QUOTA)
-    gate.reserve_api(2)
+    gate.admit_renewal(2, ticket="1")
     limiter.observe("store1", quota_response(left=0, reset_ms=60_000, status=429))
     with pytest.raises(RateLimitWait):
         gate.before(API)
@@ -367,7 +408,7 @@ def test_unreachable_redis_admits_nothing(
 
 def test_unreachable_redis_rejects_reservation(unreachable_limiter: Limiter) -> None:
     with pytest.raises(LimiterUnavailable):
-        unreachable_limiter.gate("store1", QUOTA).reserve_api(3)
+        unreachable_limiter.gate("store1", QUOTA).admit_renewal(3, ticket="1")
 
 
 def test_after_survives_unreachable_redis(unreachable_limiter: Limiter) -> None:
@@ -396,3 +437,14 @@ def test_all_stats_list_every_limited_store(
     assert [stats.store_hash for stats in found] == ["store1", "store2"]
     assert found[0].api_429 == 1
     assert found[1].payments_admitted == 1
+
+
+def test_duplicate_renewal_takes_no_requests(limiter: Limiter) -> None:
+    first = limiter.gate("store1", QUOTA)
+    first.admit_renewal(3, ticket="7")
+    duplicate = limiter.gate("store1", QUOTA)
+    duplicate.admit_renewal(3, ticket="7")
+
+    assert first.credit == 3
+    assert duplicate.credit == 0
+    assert limiter.stats("store1").api_admitted == 3

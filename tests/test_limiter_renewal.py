@@ -218,12 +218,17 @@ def test_short_wait_requeues_task_delayed(settings: Settings) -> None:
     assert args == [7]
 
 
-def test_long_wait_is_left_to_scheduler(settings: Settings) -> None:
+def test_long_wait_requeued_at_max_countdown(settings: Settings) -> None:
     task = celery_task(settings)
-    wait = RateLimitWait("store1", API, MAX_COUNTDOWN_SECONDS + 1)
+    wait = RateLimitWait("store1", API, MAX_COUNTDOWN_SECONDS * 10)
 
-    assert not queue_after_wait(task, 7, wait)
-    assert queued_messages(settings.redis_url) == []
+    assert queue_after_wait(task, 7, wait)
+
+    (message,) = queued_messages(settings.redis_url)
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    delay = (eta - datetime.now(UTC)).total_seconds()
+    assert delay <= MAX_COUNTDOWN_SECONDS
+    assert delay > MAX_COUNTDOWN_SECONDS / 2
 
 
 def test_requeue_with_broker_down_is_left_to_scheduler(settings: Settings) -> None:

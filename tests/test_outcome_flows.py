@@ -499,8 +499,8 @@ class ClockMovingGate:
         self.billed_store = billed_store
         self.seconds = seconds
 
-    def reserve_api(self, count: int) -> None:
-        self.inner.reserve_api(count)
+    def admit_renewal(self, count: int, ticket: str) -> None:
+        self.inner.admit_renewal(count, ticket)
 
     def before(self, host: str) -> None:
         if host == "payments" and self.seconds:

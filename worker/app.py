@@ -89,17 +89,16 @@ def make_worker_app() -> Celery:
 
 
 def queue_after_wait(task: Task, cycle_id: int, wait: RateLimitWait) -> bool:
-    """Queue the renewal again as a task delayed by the wait; return whether it is.
+    """Queue the renewal again as a delayed task; return whether the broker took it.
 
-    The worker thread is free meanwhile. A longer wait, or a broker that cannot
-    take the task, leaves the cycle to the scheduler, which queues it again
-    once its next_attempt_at has passed or REBILL_REQUEUE_AFTER has elapsed.
+    The worker thread is free meanwhile. A wait longer than the longest
+    countdown comes back early and waits again. A broker that cannot take the
+    task leaves the cycle to the scheduler, which queues it again once its
+    next_attempt_at has passed or REBILL_REQUEUE_AFTER has elapsed.
     """
-    if wait.seconds > MAX_COUNTDOWN_SECONDS:
-        logger.info("cycle %d: %s; left to the scheduler", cycle_id, wait)
-        return False
+    countdown = min(wait.seconds, MAX_COUNTDOWN_SECONDS)
     try:
-        task.apply_async(args=[cycle_id], countdown=wait.seconds)
+        task.apply_async(args=[cycle_id], countdown=countdown)
     except OperationalError as error:
         logger.warning(
             "cycle %d: %s, and queuing it again failed (%s); left to the scheduler",
@@ -108,5 +107,5 @@ def queue_after_wait(task: Task, cycle_id: int, wait: RateLimitWait) -> bool:
             error,
         )
         return False
-    logger.info("cycle %d: %s; queued again", cycle_id, wait)
+    logger.info("cycle %d: %s; queued again in %.2f s", cycle_id, wait, countdown)
     return True

@@ -90,10 +90,13 @@ def claim(cycle_id: int, runtime: Runtime, now: datetime) -> Renewal | None:
         if not may_claim(session, cycle, now, stale_after):
             session.commit()
             return None
-        # Taking the store API requests first means a store out of quota
-        # defers the task (RateLimitWait) before any attempt is opened.
+        # The limiter admits the renewal before any attempt is opened, so a
+        # store out of quota defers the task (RateLimitWait) with nothing to
+        # undo. It may sleep briefly, so the read transaction ends first.
+        requests = expected_api_requests(cycle)
+        session.commit()
         gate = runtime.gate_for(cycle.subscription.store)
-        gate.reserve_api(expected_api_requests(cycle))
+        gate.admit_renewal(requests, ticket=str(cycle.id))
         attempt_id = cycles.claim_cycle(session, cycle, now)
         if attempt_id is None:
             logger.info("%s: claimed by another worker", prefix(cycle))
