@@ -1,7 +1,7 @@
 """SQLAlchemy models: stores, subscriptions, billing cycles and charge attempts."""
 
 from models.access import ApiKey, AuditEntry, Operator
-from models.base import Base, UTCDateTime, utcnow
+from models.base import MAX_INTEGER, Base, UTCDateTime, utcnow
 from models.billing import (
     CLAIMABLE_STATES,
     DUNNING_STATES,
@@ -18,6 +18,7 @@ __all__ = [
     "CLAIMABLE_STATES",
     "DUNNING_STATES",
     "FINAL_STATES",
+    "MAX_INTEGER",
     "PLAN_QUOTAS",
     "ApiKey",
     "AuditEntry",

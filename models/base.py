@@ -8,6 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
 
+# Largest value of an INTEGER column, such as every primary key and customer_id:
+# PostgreSQL's INTEGER is 32-bit signed, and a larger value fails the query.
+MAX_INTEGER = 2**31 - 1
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """An aware datetime stored as UTC.

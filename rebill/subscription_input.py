@@ -27,6 +27,7 @@ from typing import Literal, TypeVar
 
 from croniter import croniter
 
+from models import MAX_INTEGER
 from rebill.errors import InvalidInput, InvalidInputFile
 from rebill.money import currency_exponent
 from rebill.order_template import OrderTemplate, parse_order_template
@@ -70,6 +71,11 @@ CRON_FIELDS = (
 )
 TIMEZONE_EXAMPLE = "'America/New_York'"
 DATETIME_EXAMPLE = "'2025-07-01T09:00:00-04:00'"
+
+# Maximum lengths, in characters, of the subscriptions columns for these fields.
+MAX_REFERENCE_LENGTH = 200
+MAX_PAYMENT_METHOD_ID_LENGTH = 100
+MAX_CRON_LENGTH = 100
 
 # The store hash goes into API URL paths, so only letters and digits are accepted.
 _STORE_HASH = re.compile(r"[A-Za-z0-9]+")
@@ -278,7 +284,7 @@ def _parse_customer_id(value: object, *, record: str, field: str) -> int:
             "0 is a guest, and guests have no stored payment instruments to "
             "charge: give the id of a registered customer",
         )
-    return require_positive_int(value, record=record, field=field)
+    return require_positive_int(value, record=record, field=field, maximum=MAX_INTEGER)
 
 
 def parse_cron(value: object, *, record: str, field: str) -> str:
@@ -287,7 +293,9 @@ def parse_cron(value: object, *, record: str, field: str) -> str:
     The message of the InvalidInput names the cron field that croniter
     rejects, when a single field is to blame, and gives a valid example.
     """
-    expression = require_string(value, record=record, field=field).strip()
+    expression = require_string(
+        value, record=record, field=field, max_length=MAX_CRON_LENGTH
+    ).strip()
     if expression.startswith("@"):
         if not croniter.is_valid(expression):
             raise InvalidInput(
@@ -349,7 +357,9 @@ def _iana_timezones() -> frozenset[str]:
 
 
 def _parse_reference(value: object, *, record: str, field: str) -> str:
-    reference = require_string(value, record=record, field=field)
+    reference = require_string(
+        value, record=record, field=field, max_length=MAX_REFERENCE_LENGTH
+    )
     if reference != reference.strip():
         raise InvalidInput(
             record,
@@ -360,7 +370,9 @@ def _parse_reference(value: object, *, record: str, field: str) -> str:
 
 
 def _parse_payment_method_id(value: object, *, record: str, field: str) -> str:
-    method_id = require_string(value, record=record, field=field)
+    method_id = require_string(
+        value, record=record, field=field, max_length=MAX_PAYMENT_METHOD_ID_LENGTH
+    )
     if not _NO_WHITESPACE.fullmatch(method_id):
         raise InvalidInput(
             record,

@@ -9,10 +9,15 @@ JSON.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Mapping
 from decimal import Decimal
 
 from rebill.errors import InvalidInput
+
+# Unicode's control characters (category Cc): C0, DEL and C1. PostgreSQL cannot
+# store NUL in text, and none of them belongs in a name, an id or an address.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def json_type_name(value: object) -> str:
@@ -83,12 +88,29 @@ def reject_unknown_keys(
 
 
 def require_string(
-    value: object, *, record: str, field: str, min_length: int = 1
+    value: object,
+    *,
+    record: str,
+    field: str,
+    min_length: int = 1,
+    max_length: int | None = None,
 ) -> str:
-    """Return `value` when it is a string of at least `min_length` non-blank chars."""
+    """Return `value` when it is a string that fits the limits, else raise InvalidInput.
+
+    The string needs at least `min_length` non-blank characters, at most
+    `max_length` characters in all, and no control character (see
+    reject_control_characters).
+    """
     if not isinstance(value, str):
         raise InvalidInput(
             record, field, f"must be a string, not {json_type_name(value)}"
+        )
+    reject_control_characters(value, record=record, field=field)
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(
+            record,
+            field,
+            f"is {len(value)} characters long: at most {max_length} are allowed",
         )
     if len(value.strip()) < min_length:
         if min_length == 1:
@@ -101,10 +123,30 @@ def require_string(
     return value
 
 
-def require_positive_int(value: object, *, record: str, field: str) -> int:
+def reject_control_characters(text: str, *, record: str, field: str) -> str:
+    """Return `text`, or raise InvalidInput if it contains a control character.
+
+    The message gives the first one's code point and 1-based position, never
+    the text itself, which may be a secret such as an instrument token.
+    """
+    found = _CONTROL_CHARACTER.search(text)
+    if found is None:
+        return text
+    raise InvalidInput(
+        record,
+        field,
+        f"contains the control character U+{ord(found.group()):04X} at character "
+        f"{found.start() + 1}: remove it",
+    )
+
+
+def require_positive_int(
+    value: object, *, record: str, field: str, maximum: int | None = None
+) -> int:
     """Return `value` when it is an integer of at least 1, else raise InvalidInput.
 
-    Booleans and numbers with a fraction part, such as 2.0, are rejected.
+    Booleans and numbers with a fraction part, such as 2.0, are rejected, and
+    so is a value above `maximum` when one is given.
     """
     if isinstance(value, float | Decimal):
         raise InvalidInput(record, field, f"must be a whole number, not {value}")
@@ -114,4 +156,6 @@ def require_positive_int(value: object, *, record: str, field: str) -> int:
         )
     if value < 1:
         raise InvalidInput(record, field, f"must be 1 or more, not {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(record, field, f"must be at most {maximum}, not {value}")
     return value

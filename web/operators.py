@@ -53,7 +53,13 @@ def authenticate(
     session: Session, username: str, password: str, now: datetime
 ) -> Operator | None:
     """Return the enabled operator with these credentials and stamp the sign-in."""
-    operator = session.scalar(sa.select(Operator).where(Operator.username == username))
+    operator = None
+    # A name add_operator would reject is looked up nowhere: PostgreSQL fails a
+    # query whose text contains NUL.
+    if _USERNAME.fullmatch(username):
+        operator = session.scalar(
+            sa.select(Operator).where(Operator.username == username)
+        )
     if operator is None:
         check_password_hash(_DUMMY_HASH, password)
         return None

@@ -12,7 +12,8 @@ from flask import g, request
 from werkzeug.exceptions import HTTPException
 
 from models import ApiKey
-from rebill.errors import RebillError
+from rebill.errors import InvalidInput, RebillError
+from rebill.validation import reject_control_characters
 from web.api import api
 from web.api.errors import ApiProblem, handle_http_error, handle_rebill_error
 from web.api_keys import find_api_key
@@ -115,6 +116,20 @@ def int_arg(name: str, default: int, *, minimum: int, maximum: int) -> int:
             ],
         )
     return value
+
+
+def text_arg(name: str) -> str | None:
+    """Return a text query parameter, or None when it is absent.
+
+    A control character in it raises a 422 ApiProblem naming the parameter.
+    """
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return reject_control_characters(raw, record="query", field=name)
+    except InvalidInput as error:
+        raise ApiProblem(422, "invalid query parameter", [error]) from None
 
 
 @api.errorhandler(RebillError)

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO
@@ -42,6 +43,7 @@ MAX_ERRORS = 1000
 MAX_RECORD_CHARS = 1_048_576
 CHUNK_CHARS = 65_536
 SOURCE = "import"
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @api.post("/subscriptions/import")
@@ -224,7 +226,8 @@ def _csv_record(label: str, row: dict[str, str | None]) -> object:
             continue
         record[name] = cell
     customer_id = record.get("customer_id")
-    if isinstance(customer_id, str) and customer_id.strip().isdigit():
+    # Only ASCII digits: str.isdigit() also accepts "²", which int() rejects.
+    if isinstance(customer_id, str) and _DIGITS.fullmatch(customer_id.strip()):
         record["customer_id"] = int(customer_id)
     template = record.get("order_template")
     if isinstance(template, str):

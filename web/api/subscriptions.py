@@ -15,7 +15,7 @@ from rebill.subscription_input import parse_subscription_or_errors
 from rebill.subscriptions import add_subscriptions
 from scheduler.schedule import upcoming_runs
 from web.api import api
-from web.api.auth import actor, current_key, int_arg, json_body
+from web.api.auth import actor, current_key, int_arg, json_body, text_arg
 from web.api.errors import ApiProblem, invalid
 from web.api.serialize import (
     amount,
@@ -66,7 +66,7 @@ def list_subscriptions() -> Response:
         if status not in STATUSES:
             raise _invalid_query("status", status, STATUSES)
         query = query.where(Subscription.status == status)
-    reference = request.args.get("reference")
+    reference = text_arg("reference")
     if reference is not None:
         query = query.where(Subscription.reference == reference)
     found = list(db().scalars(query))
