@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from models import utcnow
 from rebill.runtime import Runtime
+from web.ids import RowIdConverter
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def create_app(
         clock=clock,
     )
     csrf = CSRFProtect(app)
+    # Before the blueprints: their routes name this converter.
+    app.url_map.converters["id"] = RowIdConverter
     _register_blueprints(app, csrf)
     app.teardown_appcontext(_close_session)
     app.after_request(_security_headers)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -452,6 +453,6 @@ def test_openapi_lists_every_route(client: FlaskClient, web_app) -> None:
         ):
             continue
         path = rule.rule.removeprefix("/api/v1")
-        path = path.replace("<int:", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", path)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method) in documented

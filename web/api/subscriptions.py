@@ -8,7 +8,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, jsonify, request, url_for
 
-from models import BillingCycle, ChargeAttempt, Subscription, SubscriptionStatus
+from models import (
+    MAX_INTEGER,
+    BillingCycle,
+    ChargeAttempt,
+    Subscription,
+    SubscriptionStatus,
+)
 from rebill import subscription_changes as changes
 from rebill.errors import InvalidInput
 from rebill.subscription_input import parse_subscription_or_errors
@@ -32,8 +38,6 @@ logger = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 MAX_PREVIEW_COUNT = 24
-# Largest id a cursor may name: ids are 32-bit INTEGER columns.
-MAX_ID = 2**31 - 1
 STATUSES = tuple(status.value for status in SubscriptionStatus)
 NOT_FOUND = "subscription not found"
 
@@ -54,7 +58,7 @@ def get_store() -> Response:
 @api.get("/subscriptions")
 def list_subscriptions() -> Response:
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
-    after = int_arg("after", 0, minimum=0, maximum=MAX_ID)
+    after = int_arg("after", 0, minimum=0, maximum=MAX_INTEGER)
     query = (
         sa.select(Subscription)
         .where(Subscription.store_id == current_key().store_id, Subscription.id > after)
@@ -108,12 +112,12 @@ def create_subscription() -> tuple[Response, int, dict[str, str]]:
     return jsonify(subscription_json(subscription)), 201, {"Location": location}
 
 
-@api.get("/subscriptions/<int:subscription_id>")
+@api.get("/subscriptions/<id:subscription_id>")
 def get_subscription(subscription_id: int) -> Response:
     return jsonify(subscription_json(_own_subscription(subscription_id)))
 
 
-@api.patch("/subscriptions/<int:subscription_id>")
+@api.patch("/subscriptions/<id:subscription_id>")
 def update_subscription(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     body = json_body()
@@ -121,19 +125,19 @@ def update_subscription(subscription_id: int) -> Response:
     return _commit(subscription, "subscription.update", ", ".join(sorted(body)))
 
 
-@api.post("/subscriptions/<int:subscription_id>/pause")
+@api.post("/subscriptions/<id:subscription_id>/pause")
 def pause_subscription(subscription_id: int) -> Response:
     subscription = changes.pause(_own_subscription(subscription_id), now())
     return _commit(subscription, "subscription.pause")
 
 
-@api.post("/subscriptions/<int:subscription_id>/resume")
+@api.post("/subscriptions/<id:subscription_id>/resume")
 def resume_subscription(subscription_id: int) -> Response:
     subscription = changes.resume(_own_subscription(subscription_id), now())
     return _commit(subscription, "subscription.resume")
 
 
-@api.post("/subscriptions/<int:subscription_id>/cancel")
+@api.post("/subscriptions/<id:subscription_id>/cancel")
 def cancel_subscription(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     when = request.args.get("at", "now")
@@ -146,13 +150,13 @@ def cancel_subscription(subscription_id: int) -> Response:
     return _commit(subscription, "subscription.cancel", f"at {when}")
 
 
-@api.post("/subscriptions/<int:subscription_id>/skip-next")
+@api.post("/subscriptions/<id:subscription_id>/skip-next")
 def skip_next_renewal(subscription_id: int) -> Response:
     subscription = changes.skip_next(_own_subscription(subscription_id), now())
     return _commit(subscription, "subscription.skip_next")
 
 
-@api.put("/subscriptions/<int:subscription_id>/instrument")
+@api.put("/subscriptions/<id:subscription_id>/instrument")
 def set_instrument(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     body = json_body()
@@ -169,7 +173,7 @@ def set_instrument(subscription_id: int) -> Response:
     return _commit(subscription, "subscription.instrument")
 
 
-@api.get("/subscriptions/<int:subscription_id>/preview")
+@api.get("/subscriptions/<id:subscription_id>/preview")
 def preview_renewals(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     count = int_arg("count", 3, minimum=1, maximum=MAX_PREVIEW_COUNT)
@@ -203,11 +207,11 @@ def _preview(subscription: Subscription, count: int) -> list[dict[str, Any]]:
     ]
 
 
-@api.get("/subscriptions/<int:subscription_id>/cycles")
+@api.get("/subscriptions/<id:subscription_id>/cycles")
 def list_cycles(subscription_id: int) -> Response:
     subscription = _own_subscription(subscription_id)
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
-    after = int_arg("after", 0, minimum=0, maximum=MAX_ID)
+    after = int_arg("after", 0, minimum=0, maximum=MAX_INTEGER)
     found = list(
         db().scalars(
             sa.select(BillingCycle)
@@ -222,13 +226,13 @@ def list_cycles(subscription_id: int) -> Response:
     return _page([cycle_json(c) for c in found], found, limit)
 
 
-@api.get("/cycles/<int:cycle_id>")
+@api.get("/cycles/<id:cycle_id>")
 def get_cycle(cycle_id: int) -> Response:
     cycle = _own_cycle(cycle_id)
     return jsonify({**cycle_json(cycle), "attempts": _attempts(cycle)})
 
 
-@api.get("/cycles/<int:cycle_id>/attempts")
+@api.get("/cycles/<id:cycle_id>/attempts")
 def list_attempts(cycle_id: int) -> Response:
     return jsonify(data=_attempts(_own_cycle(cycle_id)))
 

@@ -50,7 +50,7 @@ class AuditTarget:
     cycle_id: int | None = None
 
 
-@dashboard.post("/renewals/<int:cycle_id>/<action>")
+@dashboard.post("/renewals/<id:cycle_id>/<action>")
 @login_required
 def cycle_action(cycle_id: int, action: str) -> Response:
     name = CYCLE_ACTIONS.get(action)
@@ -132,7 +132,7 @@ def _queue_retry(cycle_id: int, message: str) -> str:
     return f"cycle {cycle_id}: retry queued for a worker now"
 
 
-@dashboard.post("/stores/<int:store_id>/resume")
+@dashboard.post("/stores/<id:store_id>/resume")
 @login_required
 def resume_store(store_id: int) -> Response:
     form = _validated_form()

@@ -15,6 +15,7 @@ from web.app import db, now, services
 from web.dashboard import dashboard, queries
 from web.dashboard.forms import ActionForm
 from web.health import celery_queue_length, last_scheduler_tick, limiter_stats
+from web.ids import integer_filter
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +54,24 @@ def failures() -> str:
 
 
 def _failure_filters() -> queries.FailureFilters:
-    code = request.args.get("code", "").strip()
-    after = request.args.get("after", "").strip()
+    """Read the failure filters from the query string, ignoring invalid values."""
     age = request.args.get("age", "")
     return queries.FailureFilters(
-        store=request.args.get("store", "").strip(),
-        code=int(code) if code.isdigit() else None,
-        outcome=request.args.get("outcome", "").strip(),
+        store=_text_filter("store"),
+        code=integer_filter(request.args.get("code", "")),
+        outcome=_text_filter("outcome"),
         age=age if age in queries.AGE_FILTERS else "",
-        after=int(after) if after.isdigit() else 0,
+        after=integer_filter(request.args.get("after", "")) or 0,
     )
 
 
-@dashboard.get("/renewals/<int:cycle_id>")
+def _text_filter(name: str) -> str:
+    # PostgreSQL rejects NUL in a query parameter, and no row contains one.
+    value = request.args.get(name, "").strip()
+    return "" if "\x00" in value else value
+
+
+@dashboard.get("/renewals/<id:cycle_id>")
 @login_required
 def timeline(cycle_id: int) -> str:
     cycle = db().get(BillingCycle, cycle_id)
