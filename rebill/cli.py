@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -18,6 +19,11 @@ from rebill.runtime import Runtime
 from rebill.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+PLANS = ("standard", "plus", "pro", "enterprise")
+# Maximum lengths of the stores columns for the name and the two URLs.
+MAX_NAME_LENGTH = 200
+MAX_URL_LENGTH = 255
 
 
 def load_runtime(*, check: bool = True) -> Runtime:
@@ -83,7 +89,7 @@ def migrate() -> None:
 
 @main.group()
 def stores() -> None:
-    """Add and list stores."""
+    """Add, update, list and pause stores, and set their retry policy."""
 
 
 def validate_timezone(
@@ -101,6 +107,48 @@ def validate_timezone(
     return value
 
 
+def validate_store_hash(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from rebill.subscription_input import parse_store_hash
+
+    return _check_option(parse_store_hash, param, value)
+
+
+def validate_url(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from rebill.validation import require_http_url
+
+    return _check_option(
+        functools.partial(require_http_url, max_length=MAX_URL_LENGTH), param, value
+    )
+
+
+def validate_store_name(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from rebill.validation import require_string
+
+    return _check_option(
+        functools.partial(require_string, min_length=0, max_length=MAX_NAME_LENGTH),
+        param,
+        value,
+    )
+
+
+def _check_option(
+    check: Callable[..., str], param: click.Parameter, value: str | None
+) -> str | None:
+    """Run a merchant-input check on an option; its error names the option."""
+    if value is None:
+        return None
+    try:
+        return check(value, record="option", field=param.name or "")
+    except InvalidInput as error:
+        raise click.BadParameter(error.message, param=param) from None
+
+
 def validate_currency(
     _ctx: click.Context, param: click.Parameter, value: str | None
 ) -> str | None:
@@ -116,7 +164,13 @@ def validate_currency(
 
 
 @stores.command("add")
-@click.option("--hash", "store_hash", required=True, help="BigCommerce store hash.")
+@click.option(
+    "--hash",
+    "store_hash",
+    required=True,
+    callback=validate_store_hash,
+    help="BigCommerce store hash (letters and digits).",
+)
 @click.option(
     "--token",
     envvar="REBILL_STORE_TOKEN",
@@ -125,12 +179,27 @@ def validate_currency(
     help="Store API access token (read from REBILL_STORE_TOKEN or asked for; "
     "avoid passing it on the command line).",
 )
-@click.option("--name", default="", help="Display name of the store.")
-@click.option("--api-url", default=None, help="Root URL of the store API.")
-@click.option("--payments-url", default=None, help="Root URL of the payments host.")
+@click.option(
+    "--name",
+    default="",
+    callback=validate_store_name,
+    help="Display name of the store.",
+)
+@click.option(
+    "--api-url",
+    default=None,
+    callback=validate_url,
+    help="Root URL of the store API; default: REBILL_BIGCOMMERCE_API_URL.",
+)
+@click.option(
+    "--payments-url",
+    default=None,
+    callback=validate_url,
+    help="Root URL of the payments host; default: REBILL_BIGCOMMERCE_PAYMENTS_URL.",
+)
 @click.option(
     "--plan",
-    type=click.Choice(["standard", "plus", "pro", "enterprise"]),
+    type=click.Choice(PLANS),
     default="plus",
     help="BigCommerce plan, which sets the store API quota.",
 )
@@ -364,6 +433,7 @@ def demo(count: int, workdir: Path, faults: bool) -> None:
 
 # The command modules attach their commands to `main` when imported.
 from rebill import (  # noqa: E402
+    cli_merchant,  # noqa: F401
     cli_ops,  # noqa: F401
     cli_outcomes,  # noqa: F401
     cli_web,  # noqa: F401

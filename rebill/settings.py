@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from rebill.errors import ConfigurationError
+from rebill.errors import ConfigurationError, InvalidInput
+from rebill.validation import require_http_url
 
 PREFIX = "REBILL_"
 MASK = "********"
@@ -292,6 +293,8 @@ class Settings:
                 f"{env_name('database_url')} is invalid: it is not a SQLAlchemy URL "
                 "such as postgresql+psycopg://user:password@host/rebill"
             ) from None
+        for name in ("bigcommerce_api_url", "bigcommerce_payments_url"):
+            check_http_url(name, getattr(self, name))
         scheme = urlsplit(self.redis_url).scheme
         if self.redis_url and scheme not in REDIS_SCHEMES:
             raise ConfigurationError(
@@ -362,6 +365,16 @@ def check_secret_keys(value: str) -> None:
                 "is not a Fernet key (32 url-safe base64-encoded bytes); create one "
                 "with `rebill keys generate`"
             ) from None
+
+
+def check_http_url(field_name: str, value: str) -> None:
+    """Raise ConfigurationError unless `value` is an http or https URL with a host."""
+    try:
+        require_http_url(value, record="settings", field=field_name)
+    except InvalidInput as error:
+        raise ConfigurationError(
+            f"{env_name(field_name)} is invalid: {error.message}"
+        ) from None
 
 
 def check_sentry_dsn(value: str) -> None:

@@ -72,10 +72,11 @@ CRON_FIELDS = (
 TIMEZONE_EXAMPLE = "'America/New_York'"
 DATETIME_EXAMPLE = "'2025-07-01T09:00:00-04:00'"
 
-# Maximum lengths, in characters, of the subscriptions columns for these fields.
-MAX_REFERENCE_LENGTH = 200
-MAX_PAYMENT_METHOD_ID_LENGTH = 100
-MAX_CRON_LENGTH = 100
+# Maximum lengths, in characters, of the database columns for these fields.
+MAX_REFERENCE_LENGTH = 200  # subscriptions.reference
+MAX_PAYMENT_METHOD_ID_LENGTH = 100  # subscriptions.payment_method_id
+MAX_CRON_LENGTH = 100  # subscriptions.cron
+MAX_STORE_HASH_LENGTH = 64  # stores.store_hash
 
 # The store hash goes into API URL paths, so only letters and digits are accepted.
 _STORE_HASH = re.compile(r"[A-Za-z0-9]+")
@@ -149,7 +150,7 @@ def _parse_record(
         reject_unknown_keys(record, RECORD_FIELDS, record=label, path="")
     except InvalidInput as error:
         parser.errors.append(error)
-    store_hash = parser.parse("store", _parse_store_hash, required=True)
+    store_hash = parser.parse("store", parse_store_hash, required=True)
     customer_id = parser.parse("customer_id", _parse_customer_id, required=True)
     cron = parser.parse("cron", parse_cron, required=True)
     timezone = parser.parse("timezone", parse_timezone, required=True)
@@ -264,8 +265,11 @@ def _parse_template(
     return parse_order_template(value, currency, record=record)
 
 
-def _parse_store_hash(value: object, *, record: str, field: str) -> str:
-    store_hash = require_string(value, record=record, field=field)
+def parse_store_hash(value: object, *, record: str, field: str) -> str:
+    """Return a store hash of letters and digits that fits the stores column."""
+    store_hash = require_string(
+        value, record=record, field=field, max_length=MAX_STORE_HASH_LENGTH
+    )
     if not _STORE_HASH.fullmatch(store_hash):
         raise InvalidInput(
             record,

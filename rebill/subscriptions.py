@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from models import PLAN_QUOTAS, Store, Subscription, SubscriptionStatus
-from rebill.errors import InvalidInput, InvalidInputFile
+from rebill.errors import InvalidInput, InvalidInputFile, RecordNotFound
 from rebill.subscription_input import SubscriptionSpec, parse_subscription
 from scheduler.schedule import next_run
 
@@ -162,19 +163,7 @@ def add_store(
         raise InvalidInput(
             record, "store_hash", "a store with this hash already exists"
         )
-    if plan not in (*PLAN_QUOTAS, "enterprise"):
-        raise InvalidInput(
-            record,
-            "plan",
-            f"{plan!r} is not a plan: use standard, plus, pro or enterprise",
-        )
-    quota = api_quota if api_quota is not None else PLAN_QUOTAS.get(plan)
-    if quota is None or quota <= 0:
-        raise InvalidInput(
-            record,
-            "api_quota",
-            "an enterprise store needs its quota (requests per 30 s)",
-        )
+    quota = plan_quota(record, plan, api_quota)
     store = Store(
         store_hash=store_hash,
         name=name,
@@ -190,3 +179,54 @@ def add_store(
     session.add(store)
     session.flush()
     return store
+
+
+def plan_quota(record: str, plan: str, api_quota: int | None) -> int:
+    """Return the store API quota per 30 s: `api_quota`, else the plan's quota.
+
+    Raises InvalidInput for an unknown plan, and for an enterprise plan
+    without `api_quota`, since enterprise quotas differ from store to store.
+    """
+    if plan not in (*PLAN_QUOTAS, "enterprise"):
+        raise InvalidInput(
+            record,
+            "plan",
+            f"{plan!r} is not a plan: use standard, plus, pro or enterprise",
+        )
+    quota = api_quota if api_quota is not None else PLAN_QUOTAS.get(plan)
+    if quota is None or quota <= 0:
+        raise InvalidInput(
+            record,
+            "api_quota",
+            "an enterprise store needs its quota (requests per 30 s)",
+        )
+    return quota
+
+
+def update_store(
+    session: Session, store_hash: str, changes: Mapping[str, Any]
+) -> tuple[Store, list[str]]:
+    """Apply `changes` (Store column name -> new value) and return the names changed.
+
+    A new plan without api_quota sets the plan's quota. Raises RecordNotFound
+    for an unknown store and InvalidInput for a plan without its quota; nothing
+    is changed then. The caller commits.
+    """
+    store = session.scalar(sa.select(Store).where(Store.store_hash == store_hash))
+    if store is None:
+        raise RecordNotFound("store", store_hash)
+    values = dict(changes)
+    if "plan" in values or "api_quota" in values:
+        plan = values.get("plan", store.plan)
+        quota = values.get("api_quota")
+        if quota is None and "plan" not in values:
+            quota = store.api_quota
+        values["api_quota"] = plan_quota(f"store {store_hash}", plan, quota)
+    for name in ("api_url", "payments_url"):
+        if name in values:
+            values[name] = values[name].rstrip("/")
+    changed = [name for name, value in values.items() if getattr(store, name) != value]
+    for name in changed:
+        setattr(store, name, values[name])
+    session.flush()
+    return store, sorted(changed)

@@ -12,6 +12,7 @@ import difflib
 import re
 from collections.abc import Collection, Mapping
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from rebill.errors import InvalidInput
 
@@ -137,6 +138,40 @@ def reject_control_characters(text: str, *, record: str, field: str) -> str:
         field,
         f"contains the control character U+{ord(found.group()):04X} at character "
         f"{found.start() + 1}: remove it",
+    )
+
+
+def require_http_url(
+    value: object, *, record: str, field: str, max_length: int | None = None
+) -> str:
+    """Return `value` if it is an http(s) URL with a host, else raise InvalidInput.
+
+    A query or fragment is rejected too, because request paths are appended to
+    the URL.
+    """
+    url = require_string(value, record=record, field=field, max_length=max_length)
+    if not _is_http_url(url):
+        raise InvalidInput(
+            record,
+            field,
+            f"invalid URL {url!r}: use http:// or https:// and a host, such as "
+            "https://api.bigcommerce.com",
+        )
+    return url
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # raises ValueError unless the port is a number 0-65535
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and not any(character.isspace() for character in url)
     )
 
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from models import MAX_INTEGER, Subscription
+from models import MAX_INTEGER, Store, Subscription
 from rebill.errors import InvalidInput
 from rebill.subscription_input import (
     MAX_CRON_LENGTH,
     MAX_PAYMENT_METHOD_ID_LENGTH,
     MAX_REFERENCE_LENGTH,
+    MAX_STORE_HASH_LENGTH,
     parse_subscription,
 )
 from tests.test_subscription_input import record
@@ -132,6 +133,10 @@ def test_value_at_length_limit_is_accepted() -> None:
 )
 def test_length_limits_match_columns(name: str, limit: int) -> None:
     assert Subscription.__table__.c[name].type.length == limit
+
+
+def test_store_hash_limit_matches_column() -> None:
+    assert Store.__table__.c["store_hash"].type.length == MAX_STORE_HASH_LENGTH
 
 
 def test_customer_id_beyond_integer_column() -> None:
