@@ -29,7 +29,30 @@ def celery_enqueue(runtime: Runtime) -> Enqueue:
 
 
 def run_once(runtime: Runtime, enqueue: Enqueue | None = None) -> TickResult:
-    return tick(runtime, utcnow(), enqueue or celery_enqueue(runtime))
+    """Run one tick and record it as the daemon records each of its ticks.
+
+    A tick that raises is not recorded, so `rebill health scheduler` then fails.
+    """
+    monitor = TickMonitor(runtime.settings)
+    try:
+        return run_recorded_tick(
+            runtime,
+            enqueue or celery_enqueue(runtime),
+            monitor,
+            TickCheckIn(runtime.settings),
+        )
+    finally:
+        monitor.close()
+
+
+def run_recorded_tick(
+    runtime: Runtime, enqueue: Enqueue, monitor: TickMonitor, check_in: TickCheckIn
+) -> TickResult:
+    """Run one tick inside a Sentry check-in and record it in Redis if it succeeds."""
+    with check_in.tick():
+        result = tick(runtime, utcnow(), enqueue)
+    monitor.finished()
+    return result
 
 
 def run_forever(runtime: Runtime, enqueue: Enqueue | None = None) -> None:
@@ -52,12 +75,9 @@ def run_forever(runtime: Runtime, enqueue: Enqueue | None = None) -> None:
     logger.info("scheduler started: a tick every %.0f s", interval)
     while not stop.is_set():
         try:
-            with check_in.tick():
-                tick(runtime, utcnow(), enqueue)
+            run_recorded_tick(runtime, enqueue, monitor, check_in)
         except Exception:
             logger.exception("scheduler tick failed; next tick in %.0f s", interval)
-        else:
-            monitor.finished()
         stop.wait(interval)
     monitor.close()
     logger.info("scheduler stopped")
