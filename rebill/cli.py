@@ -14,11 +14,15 @@ import click
 
 from models import utcnow
 from rebill import logs
+from rebill.connections import CONNECTION_ERRORS, describe_connection_error
 from rebill.errors import InvalidInput, RebillError
 from rebill.runtime import Runtime
 from rebill.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Key of the loaded Settings in click's context, for reports_errors.
+SETTINGS_META_KEY = "rebill.settings"
 
 PLANS = ("standard", "plus", "pro", "enterprise")
 # Maximum lengths of the stores columns for the name and the two URLs.
@@ -42,6 +46,7 @@ def load_runtime(*, check: bool = True) -> Runtime:
     except RebillError as error:
         raise click.ClickException(str(error)) from None
     context = click.get_current_context()
+    context.meta[SETTINGS_META_KEY] = settings
     context.call_on_close(runtime.close)
     init_sentry(settings, role=context.command_path)
     if check:
@@ -53,13 +58,23 @@ def load_runtime(*, check: bool = True) -> Runtime:
 
 
 def reports_errors(function: F) -> F:
-    """Turn rebill's own errors into a one-line message and exit status 1."""
+    """Turn rebill's own errors into a one-line message and exit status 1.
+
+    So does an unreachable database or Redis (see rebill.connections), whose
+    message names the setting to check.
+    """
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except RebillError as error:
             raise click.ClickException(str(error)) from None
+        except CONNECTION_ERRORS as error:
+            settings = click.get_current_context().meta.get(SETTINGS_META_KEY)
+            if settings is None:
+                raise
+            message = describe_connection_error(error, settings)
+            raise click.ClickException(message or str(error)) from None
 
     wrapper.__name__ = function.__name__
     wrapper.__doc__ = function.__doc__

@@ -10,17 +10,22 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rebill.errors import ConfigurationError, InvalidInput
 from rebill.validation import require_http_url
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 PREFIX = "REBILL_"
 MASK = "********"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Database and driver pairs of the SQLAlchemy URLs rebill can open.
+SUPPORTED_DATABASE_DRIVERS = ("postgresql+psycopg", "sqlite+pysqlite")
 
 
 @dataclass(frozen=True)
@@ -286,13 +291,14 @@ class Settings:
         import sqlalchemy as sa
 
         try:
-            sa.make_url(self.database_url)
+            database_url = sa.make_url(self.database_url)
         except sa.exc.ArgumentError:
             # The URL may contain a password, so the message does not repeat it.
             raise ConfigurationError(
                 f"{env_name('database_url')} is invalid: it is not a SQLAlchemy URL "
                 "such as postgresql+psycopg://user:password@host/rebill"
             ) from None
+        check_database_driver(database_url)
         for name in ("bigcommerce_api_url", "bigcommerce_payments_url"):
             check_http_url(name, getattr(self, name))
         scheme = urlsplit(self.redis_url).scheme
@@ -365,6 +371,28 @@ def check_secret_keys(value: str) -> None:
                 "is not a Fernet key (32 url-safe base64-encoded bytes); create one "
                 "with `rebill keys generate`"
             ) from None
+
+
+def check_database_driver(url: sa.URL) -> None:
+    """Raise ConfigurationError unless the URL names a database and driver rebill has.
+
+    Only psycopg (version 3) and Python's sqlite3 are installed, so any other
+    driver, such as mysqldb for mysql:// or psycopg2, would fail to import at
+    the first connection.
+    """
+    import sqlalchemy as sa
+
+    try:
+        driver = f"{url.get_backend_name()}+{url.get_driver_name()}"
+    except sa.exc.NoSuchModuleError:
+        driver = url.drivername
+    if driver in SUPPORTED_DATABASE_DRIVERS:
+        return
+    raise ConfigurationError(
+        f"{env_name('database_url')} uses {driver}, which rebill does not support: "
+        "use postgresql+psycopg://user:password@host/rebill or "
+        "sqlite:///path/to/rebill.db"
+    )
 
 
 def check_http_url(field_name: str, value: str) -> None:

@@ -8,9 +8,11 @@ import threading
 from types import FrameType
 
 from models import utcnow
+from rebill.connections import describe_connection_error, qualified_name
 from rebill.health import TickMonitor
 from rebill.runtime import Runtime
 from rebill.sentry import TickCheckIn
+from rebill.settings import Settings
 from scheduler.tick import Enqueue, TickResult, tick
 
 logger = logging.getLogger(__name__)
@@ -73,11 +75,44 @@ def run_forever(runtime: Runtime, enqueue: Enqueue | None = None) -> None:
     monitor = TickMonitor(runtime.settings)
     check_in = TickCheckIn(runtime.settings)
     logger.info("scheduler started: a tick every %.0f s", interval)
+    failures = 0
     while not stop.is_set():
         try:
             run_recorded_tick(runtime, enqueue, monitor, check_in)
-        except Exception:
-            logger.exception("scheduler tick failed; next tick in %.0f s", interval)
+        except Exception as error:  # the loop outlives any one tick's failure
+            failures += 1
+            log_failed_tick(error, failures, runtime.settings)
+        else:
+            if failures:
+                logger.info(
+                    "scheduler tick succeeded after %d failed tick(s)", failures
+                )
+            failures = 0
         stop.wait(interval)
     monitor.close()
     logger.info("scheduler stopped")
+
+
+def log_failed_tick(error: Exception, failures: int, settings: Settings) -> None:
+    """Log one line for a failed tick, with the count of failures in a row.
+
+    An unreachable database or Redis gets the setting to check and no
+    traceback, because the traceback shows only client library internals and
+    would repeat every tick. Any other error is logged with its traceback.
+    """
+    interval = settings.scheduler_interval
+    described = describe_connection_error(error, settings)
+    if described is None:
+        logger.exception(
+            "scheduler tick failed (%d in a row); next tick in %g s",
+            failures,
+            interval,
+        )
+        return
+    logger.error(
+        "scheduler tick failed (%d in a row): %s: %s; next tick in %g s",
+        failures,
+        qualified_name(error),
+        described,
+        interval,
+    )
