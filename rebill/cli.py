@@ -290,7 +290,7 @@ def stores_list() -> None:
 
 @main.group()
 def subscriptions() -> None:
-    """Add, import and list subscriptions."""
+    """Add, import, list and cancel subscriptions."""
 
 
 @subscriptions.command("add")

@@ -1,4 +1,4 @@
-"""Merchant configuration commands: `rebill stores update`."""
+"""Merchant configuration commands: `rebill stores update`, `subscriptions list`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import logging
 import os
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from models import Store, utcnow
+from models import Store, Subscription, SubscriptionStatus, utcnow
+from rebill.actions import store_id_for_hash
 from rebill.cli import (
     PLANS,
     load_runtime,
     reports_errors,
     stores,
+    subscriptions,
     validate_currency,
     validate_store_hash,
     validate_store_name,
@@ -22,6 +25,7 @@ from rebill.cli import (
 )
 from rebill.cli_outcomes import actor
 from rebill.errors import InvalidInput
+from rebill.money import format_minor_units
 from rebill.subscriptions import update_store
 from web.audit import record_audit
 
@@ -123,3 +127,84 @@ def record_store_update(session: Session, store_id: int, changed: list[str]) -> 
         store_id=store_id,
         detail=", ".join(changed),
     )
+
+
+SUBSCRIPTION_COLUMNS = (
+    "id",
+    "store",
+    "reference",
+    "customer",
+    "cron",
+    "time zone",
+    "amount",
+    "status",
+    "next billing",
+)
+
+
+@subscriptions.command("list")
+@click.option("--store", "store_hash", default=None, help="Only this store hash.")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriptionStatus]),
+    default=None,
+    help="Only subscriptions with this status.",
+)
+@reports_errors
+def subscriptions_list(store_hash: str | None, status: str | None) -> None:
+    """List subscriptions by id, without their instrument tokens."""
+    runtime = load_runtime()
+    with runtime.sessions() as session:
+        rows = [
+            subscription_row(subscription, hash_)
+            for subscription, hash_ in find_subscriptions(session, store_hash, status)
+        ]
+    click.echo(format_table(SUBSCRIPTION_COLUMNS, rows))
+    click.echo(f"{len(rows)} subscription(s)")
+
+
+def find_subscriptions(
+    session: Session, store_hash: str | None, status: str | None
+) -> list[tuple[Subscription, str]]:
+    """Return the matching subscriptions with their store hash, ordered by id.
+
+    Raises RecordNotFound for an unknown `store_hash`.
+    """
+    query = (
+        sa.select(Subscription, Store.store_hash)
+        .join(Store, Store.id == Subscription.store_id)
+        .order_by(Subscription.id)
+    )
+    if store_hash is not None:
+        query = query.where(
+            Subscription.store_id == store_id_for_hash(session, store_hash)
+        )
+    if status is not None:
+        query = query.where(Subscription.status == status)
+    return [(subscription, hash_) for subscription, hash_ in session.execute(query)]
+
+
+def subscription_row(subscription: Subscription, store_hash: str) -> tuple[str, ...]:
+    """Return a subscription's table cells, which never show its instrument token."""
+    return (
+        str(subscription.id),
+        store_hash,
+        subscription.reference or "-",
+        str(subscription.customer_id),
+        subscription.cron,
+        subscription.timezone,
+        format_minor_units(subscription.amount_minor, subscription.currency),
+        subscription.status,
+        subscription.next_billing_at.isoformat(timespec="seconds"),
+    )
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Format rows as a table with columns two spaces apart, the last one unpadded."""
+    table = [header, *rows]
+    widths = [max(len(line[index]) for line in table) for index in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in table
+    ]
+    return "\n".join(line.rstrip() for line in lines)
