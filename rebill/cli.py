@@ -15,7 +15,7 @@ import click
 from models import utcnow
 from rebill import logs
 from rebill.connections import CONNECTION_ERRORS, describe_connection_error
-from rebill.errors import InvalidInput, RebillError
+from rebill.errors import InvalidInput, InvalidInputFile, RebillError
 from rebill.runtime import Runtime
 from rebill.settings import Settings
 
@@ -348,15 +348,41 @@ def subscriptions_add(
         "first_billing_at": first_billing_at,
     }
     record.update({key: value for key, value in optional.items() if value is not None})
-    from rebill.subscriptions import import_records
+    from rebill.subscriptions import add_subscription
 
     runtime = load_runtime()
     with runtime.sessions() as session:
-        added = import_records(
-            session, [("subscription", record)], utcnow(), source="command line"
-        )
+        try:
+            added = add_subscription(session, record, utcnow(), label="subscription")
+        except InvalidInputFile as error:
+            raise click.ClickException(not_added_message(error.errors)) from None
         session.commit()
-        click.echo(f"subscription {added[0].id} added")
+        click.echo(f"subscription {added.id} added")
+
+
+def not_added_message(errors: list[InvalidInput]) -> str:
+    """Describe why `subscriptions add` added nothing, each error by its option."""
+    described = [
+        f"{option_for_field(error.field)}: {error.message}" for error in errors
+    ]
+    if len(described) == 1:
+        return f"subscription not added: {described[0]}"
+    lines = "\n".join(f"  {line}" for line in described)
+    return f"subscription not added, {len(described)} errors:\n{lines}"
+
+
+def option_for_field(field: str) -> str:
+    """Return the `subscriptions add` option of a record field, such as --customer-id.
+
+    A field inside the order template is named after --template, as in
+    "--template: products[0].quantity".
+    """
+    prefix = "order_template"
+    if field == prefix:
+        return "--template"
+    if field.startswith(f"{prefix}."):
+        return f"--template: {field.removeprefix(prefix + '.')}"
+    return "--" + field.replace("_", "-")
 
 
 @subscriptions.command("import")

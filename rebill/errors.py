@@ -52,11 +52,12 @@ class InvalidInputFile(InvalidInput):
     def __init__(self, path: str, errors: Sequence[InvalidInput]) -> None:
         self.path = path
         self.errors = list(errors)
+        records = len({error.record for error in self.errors})
         lines = "\n".join(f"  {error}" for error in self.errors)
         RebillError.__init__(
             self,
-            f"{path}: {len(self.errors)} invalid record(s), nothing was imported:\n"
-            f"{lines}",
+            f"{path}: {len(self.errors)} error(s) in {records} record(s), nothing "
+            f"was imported:\n{lines}",
         )
         self.record = path
         self.field = ""

@@ -11,7 +11,11 @@ from sqlalchemy.orm import Session
 
 from models import PLAN_QUOTAS, Store, Subscription, SubscriptionStatus
 from rebill.errors import InvalidInput, InvalidInputFile, RecordNotFound
-from rebill.subscription_input import SubscriptionSpec, parse_subscription
+from rebill.subscription_input import (
+    SubscriptionSpec,
+    parse_subscription,
+    parse_subscription_or_errors,
+)
 from scheduler.schedule import next_run
 
 
@@ -49,6 +53,30 @@ def import_records(
     if errors:
         raise InvalidInputFile(source, errors)
     return add_subscriptions(session, specs, now, source=source)
+
+
+def add_subscription(
+    session: Session, record: Mapping[str, object], now: datetime, *, label: str
+) -> Subscription:
+    """Validate one record and add it, or raise InvalidInputFile with every error.
+
+    An unknown store is reported alone, because without the store's default
+    currency the other fields' errors would only mislead.
+    """
+    store_hash = record.get("store")
+    currency = (
+        store_currency(session, store_hash) if isinstance(store_hash, str) else None
+    )
+    if isinstance(store_hash, str) and currency is None:
+        raise InvalidInputFile(label, [unknown_store(label, store_hash)])
+    spec, errors = parse_subscription_or_errors(
+        record, label=label, default_currency=currency
+    )
+    if errors:
+        raise InvalidInputFile(label, errors)
+    assert spec is not None, "a record without errors always yields a spec"
+    (added,) = add_subscriptions(session, [(label, spec)], now, source=label)
+    return added
 
 
 def unknown_store(label: str, store_hash: str) -> InvalidInput:

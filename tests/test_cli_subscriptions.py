@@ -1,4 +1,4 @@
-"""`rebill subscriptions list`."""
+"""`rebill subscriptions list`, and the errors of `subscriptions add` and import."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
 
 from models import Subscription
 from rebill.db import create_engine
@@ -146,3 +147,108 @@ def test_group_help_lists_list_command(database_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "list" in result.output.split("Commands:")[1]
     assert count(database_url, Subscription) == 0
+
+
+def add_subscription(database_url: str, template: Path, *options: str) -> Result:
+    template.write_text(json.dumps(record()["order_template"]))
+    base = {
+        "--store": "abc123xyz",
+        "--customer-id": "42",
+        "--cron": "0 9 1 * *",
+        "--timezone": "America/Chicago",
+        "--template": str(template),
+    }
+    changes = dict(zip(options[::2], options[1::2], strict=True))
+    arguments = [part for item in {**base, **changes}.items() for part in item]
+    return run(database_url, "subscriptions", "add", *arguments)
+
+
+def error_output(result: Result) -> str:
+    (start,) = [
+        i for i, line in enumerate(result.output.splitlines()) if "Error:" in line
+    ]
+    return "\n".join(result.output.splitlines()[start:])
+
+
+def test_add_error_reads_as_one_subscription(with_stores: str, tmp_path: Path) -> None:
+    result = add_subscription(with_stores, tmp_path / "t.json", "--cron", "61 * * * *")
+
+    assert result.exit_code == 1, result.output
+    message = error_output(result)
+    assert message.startswith("Error: subscription not added: --cron: ")
+    assert "minute" in message
+    assert "record" not in message
+    assert "command line" not in message
+    assert count(with_stores, Subscription) == 0
+
+
+def test_add_lists_every_bad_option(with_stores: str, tmp_path: Path) -> None:
+    result = add_subscription(
+        with_stores, tmp_path / "t.json",
+        "--cron", "61 * * * *", "--timezone", "Mars/Base", "--customer-id", "0",
+    )  # fmt: skip
+
+    assert result.exit_code == 1, result.output
+    lines = error_output(result).splitlines()
+    assert lines[0] == "Error: subscription not added, 3 errors:"
+    assert lines[1].startswith("  --customer-id: ")
+    assert lines[2].startswith("  --cron: ")
+    assert lines[3].startswith("  --timezone: ")
+
+
+def test_add_names_template_field(with_stores: str, tmp_path: Path) -> None:
+    template = tmp_path / "t.json"
+    body = record()["order_template"]
+    body["products"][0]["price_inc_tax"] = "20.001"  # type: ignore[index]
+    template.write_text(json.dumps(body))
+
+    result = run(
+        with_stores, "subscriptions", "add", "--store", "abc123xyz",
+        "--customer-id", "43", "--cron", "0 9 1 * *",
+        "--timezone", "America/Chicago", "--template", str(template),
+    )  # fmt: skip
+
+    assert result.exit_code == 1, result.output
+    message = error_output(result)
+    assert message.startswith(
+        "Error: subscription not added: --template: products[0].price_inc_tax: "
+    )
+
+
+def test_add_unknown_store_names_option(with_stores: str, tmp_path: Path) -> None:
+    result = add_subscription(with_stores, tmp_path / "t.json", "--store", "nosuch1")
+
+    assert result.exit_code == 1, result.output
+    message = error_output(result)
+    assert message.startswith("Error: subscription not added: --store: ")
+    assert "'nosuch1' is not known" in message
+    assert "currency" not in message
+
+
+def test_add_duplicate_reference(with_stores: str, tmp_path: Path) -> None:
+    first = add_subscription(with_stores, tmp_path / "t.json", "--reference", "gold")
+    second = add_subscription(with_stores, tmp_path / "t.json", "--reference", "gold")
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 1, second.output
+    message = error_output(second)
+    assert message.startswith("Error: subscription not added: --reference: ")
+    assert "already has subscription" in message
+
+
+def test_import_counts_errors_and_records(with_stores: str, tmp_path: Path) -> None:
+    path = tmp_path / "subs.jsonl"
+    lines = [
+        record(42, cron="61 * * * *", timezone="Mars/Base"),
+        record(43),
+        record(0),
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+
+    result = run(with_stores, "subscriptions", "import", str(path))
+
+    assert result.exit_code == 1, result.output
+    assert f"{path}: 3 error(s) in 2 record(s), nothing was imported:" in (
+        result.output
+    )
+    assert count(with_stores, Subscription) == 0

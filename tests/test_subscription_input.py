@@ -470,7 +470,7 @@ def test_json_array_file_labels(tmp_path: Path) -> None:
     assert [error.record for error in errors] == ["record 2", "record 2"]
     assert [error.field for error in errors] == ["customer_id", "cron"]
     assert caught.value.path == str(path)
-    assert "2 invalid record(s)" in str(caught.value)
+    assert "2 error(s) in 1 record(s), nothing was imported" in str(caught.value)
 
 
 def test_json_lines_file_labels(tmp_path: Path) -> None:
