@@ -197,6 +197,8 @@ def test_demo_renews_subscriptions(tmp_path: Path, redis_url: str) -> None:
     assert re.search(r"paid:\s+47\b", output)
     assert re.search(r"retry_scheduled:\s+2\b", output)
     assert re.search(r"awaiting_instrument:\s+1\b", output)
+    assert "2 x code 30106: The payment was declined because of" in output
+    assert "code 30106: code 30106" not in output
     assert "orders charged twice: 0" in output
     assert "charges in the sandbox ledger: 47 " in output
 

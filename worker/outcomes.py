@@ -81,7 +81,7 @@ def record_failure(
     rule = policy.rule_for(signal, payment_sent=payment_sent)
     end = AttemptEnd(
         rule.outcome,
-        f"{signal_label(signal)}: {error.detail}",
+        attempt_message(signal, error.detail),
         http_status=error.http_status,
         error_code=error.code,
     )
@@ -98,13 +98,26 @@ def record_failure(
         rule.outcome,
         decision.state,
         rule.action,
-        decision.reason,
+        with_code(end.error_code, decision.reason),
     )
     return decision.state
 
 
-def signal_label(signal: int | str) -> str:
-    return f"code {signal}" if isinstance(signal, int) else signal
+def attempt_message(signal: int | str, detail: str) -> str:
+    """Return the message stored for a failed attempt and its cycle.
+
+    A BigCommerce error code is stored in its own column, and every view shows
+    it beside the message, so the message does not repeat it. A signal that is
+    not a code, such as "connection failed, nothing sent", leads the message.
+    """
+    if isinstance(signal, int):
+        return detail
+    return f"{signal}: {detail}"
+
+
+def with_code(code: int | None, text: str) -> str:
+    """Prefix `text` with the error code, for places that show no code column."""
+    return text if code is None else f"code {code}: {text}"
 
 
 def decide(
@@ -283,15 +296,14 @@ def apply_to_store(
     store = renewal.store
     if decision.pause_store:
         probe_at = next_probe_at(0, renewal.policy, now)
-        if cycles.pause_store(
-            session, store.id, decision.reason, now, next_probe_at=probe_at
-        ):
+        reason = with_code(end.error_code, decision.reason)
+        if cycles.pause_store(session, store.id, reason, now, next_probe_at=probe_at):
             # WARNING: the merchant_config outcome was logged at ERROR already,
             # which makes one Sentry event for the pause.
             logger.warning(
                 "store %s: billing paused: %s; first probe at %s",
                 store.store_hash,
-                decision.reason,
+                reason,
                 probe_at.isoformat(),
             )
         return
