@@ -2,7 +2,8 @@
 
 They mirror SandboxState's methods, so a process that has only the sandbox URL
 (a Celery worker, a browser, a demo script) can set up stores and count
-charges. Errors respond `{"error": "<message>"}` with status 400, 404 or 409.
+charges. GET /_sandbox/ lists them (sandbox.admin_index). Errors respond
+`{"error": "<message>"}` with status 400, 404 or 409, and quote values as JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.errors import SetupError
+from sandbox.admin_index import admin_index
+from sandbox.errors import SetupError, json_value
 from sandbox.state import SandboxState
 
 FAULT_OPTIONS = ("code", "status", "delay", "count", "message")
@@ -40,7 +42,7 @@ def json_object() -> dict[str, Any]:
 
 def required(body: dict[str, Any], name: str) -> Any:
     if name not in body:
-        raise SetupError(f"missing field '{name}' in the request body")
+        raise SetupError(f'missing field "{name}" in the request body')
     return body[name]
 
 
@@ -56,6 +58,10 @@ def options(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 def create_blueprint(state: SandboxState) -> Blueprint:
     """Build the /_sandbox/ routes for `state`."""
     admin = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
+
+    @admin.get("/")
+    def index() -> Response:
+        return jsonify(admin_index(request.host_url.rstrip("/")))
 
     @admin.post("/stores")
     def add_store() -> tuple[Response, int]:
@@ -163,13 +169,16 @@ def create_blueprint(state: SandboxState) -> Blueprint:
         frozen = body.get("freeze")
         if frozen is not None:
             if not isinstance(frozen, bool):
-                raise SetupError(f"invalid freeze {frozen!r}: use true or false")
+                raise SetupError(
+                    f"invalid freeze {json_value(frozen)}: use true or false"
+                )
             state.freeze_clock(frozen)
         seconds = body.get("advance_seconds")
         if seconds is not None:
             if isinstance(seconds, bool) or not isinstance(seconds, int | float):
                 raise SetupError(
-                    f"invalid advance_seconds {seconds!r}: use a number of seconds"
+                    f"invalid advance_seconds {json_value(seconds)}: use a number of "
+                    "seconds"
                 )
             state.advance_clock(seconds)
         return jsonify({"now": state.now().isoformat()})

@@ -28,6 +28,7 @@ from sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
 
+ADMIN_PREFIX = "/_sandbox/"
 # The host name that 429 counters use for each blueprint.
 RATE_LIMITED_HOSTS = {"store_api": "api", "payments_host": "payments"}
 
@@ -70,11 +71,26 @@ def render_http_exception(error: HTTPException) -> Response:
         # A response built on purpose, such as an injected bare 429.
         return error.response  # type: ignore[return-value]
     status = error.code or 500
+    if request.path.startswith(ADMIN_PREFIX):
+        return admin_http_error(error, status)
     message = error.description or error.name
     response = jsonify(
         error_body(envelope_for_path(request.path), status, message, None)
     )
     response.status_code = status
+    return response
+
+
+def admin_http_error(error: HTTPException, status: int) -> Response:
+    """Respond to an unknown admin path or method as the admin endpoints do."""
+    message = f"{request.method} {request.path}: {error.name.lower()}"
+    if status in (404, 405):
+        message += f"; GET {ADMIN_PREFIX} lists the admin endpoints"
+    response = jsonify({"error": message})
+    response.status_code = status
+    allowed = getattr(error, "valid_methods", None)
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)
     return response
 
 

@@ -13,6 +13,7 @@ does not decide it, the envelope to render. Messages never contain a token.
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 
 from rebill.errors import RebillError
@@ -61,3 +62,15 @@ class ApiRejection(SandboxError):
         self.headers = dict(headers or {})
         suffix = f" (code {code})" if code is not None else ""
         super().__init__(f"HTTP {http_status}{suffix}: {message}")
+
+
+def json_value(value: object) -> str:
+    """Return `value` as JSON writes it (null, true, "text"), for error messages.
+
+    Admin requests send JSON, so their errors quote values in JSON. A value that
+    JSON cannot encode, which only a Python caller can pass, is shown by repr().
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)

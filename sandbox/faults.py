@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.errors import ApiRejection, Envelope, SetupError
+from sandbox.errors import ApiRejection, Envelope, SetupError, json_value
 from sandbox.payments import CODE_STATUS, ERROR_MESSAGES
 
 ENDPOINT_ENVELOPES = {
@@ -83,19 +83,24 @@ def build_fault(
     """Validate the settings of a fault and return it; SetupError if invalid."""
     if endpoint not in ENDPOINTS:
         raise SetupError(
-            f"invalid endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}"
+            f"invalid endpoint {json_value(endpoint)}; use one of "
+            f"{', '.join(ENDPOINTS)}"
         )
     if kind not in KINDS:
-        raise SetupError(f"invalid fault kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise SetupError(
+            f"invalid fault kind {json_value(kind)}; use one of {', '.join(KINDS)}"
+        )
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise SetupError(f"invalid count {count!r}: use an integer of 1 or more")
+        raise SetupError(
+            f"invalid count {json_value(count)}: use an integer of 1 or more"
+        )
     if kind in AFTER_CHARGE_KINDS and endpoint != "payments":
         raise SetupError(f"fault kind {kind} applies to the payments endpoint only")
     check_delay(kind, delay)
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
-        raise SetupError(f"invalid code {code!r}: use an integer error code")
+        raise SetupError(f"invalid code {json_value(code)}: use an integer error code")
     if message is not None and not isinstance(message, str):
-        raise SetupError(f"invalid message {message!r}: use a string")
+        raise SetupError(f"invalid message {json_value(message)}: use a string")
     status = fault_status(kind, code, status)
     return Fault(endpoint, kind, code, status, delay, count, message)
 
@@ -107,7 +112,9 @@ def check_delay(kind: str, delay: float | None) -> None:
             raise SetupError(f"fault kind {kind} needs delay, in seconds")
         return
     if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-        raise SetupError(f"invalid delay {delay!r}: use a number of seconds >= 0")
+        raise SetupError(
+            f"invalid delay {json_value(delay)}: use a number of seconds >= 0"
+        )
 
 
 def fault_status(kind: str, code: int | None, status: int | None) -> int | None:
@@ -131,7 +138,9 @@ def fault_status(kind: str, code: int | None, status: int | None) -> int | None:
         or not isinstance(status, int)
         or not 400 <= status <= 599
     ):
-        raise SetupError(f"invalid status {status!r}: use an HTTP error status 400-599")
+        raise SetupError(
+            f"invalid status {json_value(status)}: use an HTTP error status 400-599"
+        )
     return status
 
 

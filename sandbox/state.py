@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sandbox.clock import SandboxClock
-from sandbox.errors import ApiRejection, Envelope, SetupError
+from sandbox.errors import ApiRejection, Envelope, SetupError, json_value
 from sandbox.faults import Fault, build_fault
 from sandbox.gateway import (
     capture,
@@ -71,6 +71,7 @@ from sandbox.transactions import LedgerEntry, render_transaction
 logger = logging.getLogger(__name__)
 
 STORE_HASH_PATTERN = re.compile(r"^[a-z0-9]{1,32}$")
+DIGITS = re.compile(r"[0-9]+")
 
 
 class SandboxState:
@@ -123,7 +124,10 @@ class SandboxState:
             self.latency = check_latency(latency)
         if strict_accept is not None:
             if not isinstance(strict_accept, bool):
-                raise SetupError(f"invalid strict_accept {strict_accept!r}: use a bool")
+                raise SetupError(
+                    f"invalid strict_accept {json_value(strict_accept)}: use true or "
+                    "false"
+                )
             self.strict_accept = strict_accept
         logger.info(
             "settings: latency %s s, strict_accept %s", self.latency, self.strict_accept
@@ -169,7 +173,8 @@ class SandboxState:
         """Add a customer; adding one that exists changes nothing."""
         if not isinstance(customer_id, int) or customer_id < 1:
             raise SetupError(
-                f"invalid customer_id {customer_id!r}: use an integer of 1 or more"
+                f"invalid customer_id {json_value(customer_id)}: use an integer of 1 "
+                "or more"
             )
         with self._lock:
             self._seed_store(store_hash).customers.add(customer_id)
@@ -194,7 +199,9 @@ class SandboxState:
 
         `behavior` sets how the instrument responds to a charge: None succeeds,
         "pending" returns pending, and a documented error code declines with it.
+        The code may also be a string of digits, as JSON clients often send it.
         """
+        behavior = parse_behavior(behavior)
         check_instrument(kind, last_4, expiry_month, expiry_year, behavior)
         method_id = payment_method_id or DEFAULT_METHOD_BY_KIND[kind]
         instrument = Instrument(
@@ -354,7 +361,9 @@ class SandboxState:
         purchase transaction.
         """
         if outcome not in ("success", "declined"):
-            raise SetupError(f"invalid outcome {outcome!r}; use success or declined")
+            raise SetupError(
+                f"invalid outcome {json_value(outcome)}; use success or declined"
+            )
         with self._lock:
             store = self._seed_store(store_hash)
             order_ids = list(store.pending) if order_id is None else [order_id]
@@ -615,7 +624,7 @@ class SandboxState:
         store = self._stores.get(store_hash)
         if store is None:
             raise SetupError(
-                f"unknown store {store_hash}; add it with add_store first",
+                f"unknown store {store_hash}: add it first with POST /_sandbox/stores",
                 http_status=404,
             )
         return store
@@ -623,8 +632,8 @@ class SandboxState:
     def _check_customer(self, store: Store, customer_id: int) -> None:
         if customer_id not in store.customers:
             raise SetupError(
-                f"store {store.store_hash} has no customer {customer_id}; add it "
-                "with add_customer first",
+                f"store {store.store_hash} has no customer {customer_id}: add it "
+                f"first with POST /_sandbox/stores/{store.store_hash}/customers",
                 http_status=404,
             )
 
@@ -731,37 +740,45 @@ def check_new_store(
 ) -> None:
     if not isinstance(store_hash, str) or not STORE_HASH_PATTERN.match(store_hash):
         raise SetupError(
-            f"invalid store hash {store_hash!r}: use 1 to 32 lowercase letters "
-            "or digits"
+            f"invalid store hash {json_value(store_hash)}: use 1 to 32 lowercase "
+            "letters or digits"
         )
     if not isinstance(access_token, str) or not access_token:
         raise SetupError(f"store {store_hash}: access_token must be a non-empty string")
     if plan not in PLANS:
         raise SetupError(
-            f"store {store_hash}: invalid plan {plan!r}; use one of {', '.join(PLANS)}"
+            f"store {store_hash}: invalid plan {json_value(plan)}; use one of "
+            f"{', '.join(PLANS)}"
         )
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise SetupError(
-            f"store {store_hash}: invalid currency {currency!r}; use an ISO-4217 "
-            "code such as USD"
+            f"store {store_hash}: invalid currency {json_value(currency)}; use an "
+            "ISO-4217 code such as USD"
         )
 
 
 def check_share(share: float) -> float:
     if isinstance(share, bool) or not isinstance(share, int | float):
-        raise SetupError(f"invalid other_apps_share {share!r}: use a number 0 to 1")
+        raise SetupError(
+            f"invalid other_apps_share {json_value(share)}: use a number 0 to 1"
+        )
     if not 0 <= share < 1:
         raise SetupError(
-            f"invalid other_apps_share {share!r}: use at least 0 and less than 1"
+            f"invalid other_apps_share {json_value(share)}: use at least 0 and less "
+            "than 1"
         )
     return float(share)
 
 
 def check_latency(latency: float) -> float:
     if isinstance(latency, bool) or not isinstance(latency, int | float):
-        raise SetupError(f"invalid latency {latency!r}: use a number of seconds")
+        raise SetupError(
+            f"invalid latency {json_value(latency)}: use a number of seconds"
+        )
     if latency < 0:
-        raise SetupError(f"invalid latency {latency!r}: use zero or more seconds")
+        raise SetupError(
+            f"invalid latency {json_value(latency)}: use zero or more seconds"
+        )
     return float(latency)
 
 
@@ -775,8 +792,8 @@ def check_api_quota(store_hash: str, plan: str, api_quota: int | None) -> int:
         return PLAN_API_QUOTAS[plan]
     if isinstance(api_quota, bool) or not isinstance(api_quota, int) or api_quota < 1:
         raise SetupError(
-            f"store {store_hash}: invalid api_quota {api_quota!r}; use an integer "
-            "of 1 or more"
+            f"store {store_hash}: invalid api_quota {json_value(api_quota)}; use an "
+            "integer of 1 or more"
         )
     return api_quota
 
@@ -786,22 +803,40 @@ def check_instrument(
 ) -> None:
     if kind not in INSTRUMENT_KINDS:
         raise SetupError(
-            f"invalid instrument kind {kind!r}; use one of "
+            f"invalid instrument kind {json_value(kind)}; use one of "
             f"{', '.join(INSTRUMENT_KINDS)}"
         )
     if not isinstance(last_4, str) or len(last_4) != 4 or not last_4.isdigit():
-        raise SetupError(f"invalid last_4 {last_4!r}: use exactly four digits")
+        raise SetupError(
+            f"invalid last_4 {json_value(last_4)}: use exactly four digits"
+        )
     if not isinstance(expiry_month, int) or not 1 <= expiry_month <= 12:
-        raise SetupError(f"invalid expiry_month {expiry_month!r}: use 1 to 12")
+        raise SetupError(
+            f"invalid expiry_month {json_value(expiry_month)}: use 1 to 12"
+        )
     if not isinstance(expiry_year, int) or not 1000 <= expiry_year <= 9999:
-        raise SetupError(f"invalid expiry_year {expiry_year!r}: use four digits")
+        raise SetupError(
+            f"invalid expiry_year {json_value(expiry_year)}: use four digits"
+        )
     if behavior is None or behavior == "pending":
         return
     if isinstance(behavior, bool) or behavior not in DOCUMENTED_CODES:
+        codes = ", ".join(str(code) for code in sorted(DOCUMENTED_CODES))
         raise SetupError(
-            f"invalid behavior {behavior!r}: use None, 'pending' or a documented "
-            f"error code ({', '.join(str(code) for code in sorted(DOCUMENTED_CODES))})"
+            f"invalid behavior {json_value(behavior)}: use null to succeed, "
+            '"pending", or a documented error code as a number, such as 30106 '
+            f"(documented codes: {codes})"
         )
+
+
+def parse_behavior(behavior: object) -> Behavior:
+    """Return `behavior` with an error code given as a string ("30106") as a number.
+
+    check_instrument still decides whether the result is a valid behavior.
+    """
+    if isinstance(behavior, str) and DIGITS.fullmatch(behavior.strip()):
+        return int(behavior)
+    return behavior  # type: ignore[return-value]
 
 
 def default_email(kind: str, customer_id: int) -> str | None:
