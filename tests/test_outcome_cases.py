@@ -28,8 +28,10 @@ class HookGate:
         self.inner = inner
         self.hook = hook
 
-    def reserve_api(self, count: int) -> None:
-        self.inner.reserve_api(count)
+    def __getattr__(self, name: str) -> Any:
+        # Every other gate method (reserve_api, admit_renewal, ...) goes to the
+        # real gate unchanged.
+        return getattr(self.inner, name)
 
     def before(self, host: str) -> None:
         if host == "payments" and self.hook is not None:
