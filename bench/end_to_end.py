@@ -8,7 +8,9 @@ connections, else SQLite) and `--workers` real Celery worker processes. Then it
 runs scheduler ticks until every renewal has settled. The stores are on
 different plans, and other apps use the share of each store's quota that rebill
 leaves for them, so each store's quota is the physical limit. Subscriptions are
-spread across the stores in proportion to their quota.
+spread across the stores in proportion to their quota. Each remembers the card
+that paid its last renewal, as rebill records it, so the run measures repeat
+renewals; `--first-renewals` measures subscriptions that never paid instead.
 
 It prints the total time next to the floor that the quotas set, and their
 ratio. A store's floor is its renewals times 2 store API requests (create the
@@ -46,7 +48,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.common import machine_line, order_body, print_table, redis_url, sandbox
-from models import FINAL_STATES, BillingCycle, CycleState, utcnow
+from models import FINAL_STATES, BillingCycle, CycleState, Subscription, utcnow
 from rebill.encryption import generate_key
 from rebill.limiter import API, API_WINDOW_SECONDS, PAYMENTS, LimiterStats
 from rebill.migrations import upgrade
@@ -121,8 +123,13 @@ def floor_seconds(store: BenchStore, renewals: int, share: float) -> float:
     return max(api, renewals / PAYMENTS_PER_SECOND)
 
 
-def seed_sandbox(server: SandboxServer, plan: Plan, share: float) -> None:
+def seed_sandbox(server: SandboxServer, plan: Plan, share: float) -> dict[int, str]:
+    """Add the stores and a customer with a default card per subscription.
+
+    Returns each customer's card token.
+    """
     state = server.state
+    tokens = {}
     for store in STORES:
         state.add_store(
             store.store_hash,
@@ -133,12 +140,23 @@ def seed_sandbox(server: SandboxServer, plan: Plan, share: float) -> None:
         )
         for customer_id in plan.customers[store.store_hash]:
             state.add_customer(store.store_hash, customer_id)
-            state.add_instrument(
+            tokens[customer_id] = state.add_instrument(
                 store.store_hash, customer_id, kind="stored_card", is_default=True
             )
+    return tokens
 
 
-def seed_database(runtime: Runtime, server: SandboxServer, plan: Plan) -> None:
+def seed_database(
+    runtime: Runtime,
+    server: SandboxServer,
+    plan: Plan,
+    remembered: dict[int, str] | None,
+) -> None:
+    """Add the stores and one subscription per customer, due a minute ago.
+
+    With `remembered` (card tokens by customer), each subscription remembers
+    its card as a paid renewal leaves it, so the renewals are repeat renewals.
+    """
     due = (utcnow() - timedelta(minutes=1)).isoformat()
     with runtime.sessions() as session:
         for store in STORES:
@@ -169,6 +187,17 @@ def seed_database(runtime: Runtime, server: SandboxServer, plan: Plan) -> None:
             records.append((f"subscription {customer_id}", record))
     with runtime.sessions() as session:
         import_records(session, records, utcnow(), source="benchmark")
+        session.commit()
+    if remembered:
+        remember_cards(runtime, remembered)
+
+
+def remember_cards(runtime: Runtime, tokens: dict[int, str]) -> None:
+    with runtime.sessions() as session:
+        for subscription in session.scalars(sa.select(Subscription)):
+            subscription.payment_method_id = "stripe.card"
+            subscription.instrument_type = "stored_card"
+            subscription.instrument_token = tokens[subscription.customer_id]
         session.commit()
 
 
@@ -312,8 +341,9 @@ def run_rebill(plan: Plan, options: argparse.Namespace, folder: Path) -> RebillR
         )
         upgrade(database)
         runtime = Runtime.from_settings(settings)
-        seed_sandbox(server, plan, settings.api_other_apps_share)
-        seed_database(runtime, server, plan)
+        tokens = seed_sandbox(server, plan, settings.api_other_apps_share)
+        remembered = None if options.first_renewals else tokens
+        seed_database(runtime, server, plan, remembered)
         print(f"rebill: {len(plan_customers(plan))} subscriptions ready", flush=True)
         workers = start_workers(settings, options.workers, options.threads, folder)
         try:
@@ -452,6 +482,11 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="renewals the plain loop does (default: all; 0 skips it)",
+    )
+    parser.add_argument(
+        "--first-renewals",
+        action="store_true",
+        help="renew subscriptions that never paid, so no instrument is remembered",
     )
     parser.add_argument(
         "--workdir",
