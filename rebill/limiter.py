@@ -38,6 +38,17 @@ so rebill takes less when other apps take more than their share. After a 429,
 every worker of the store waits until the reset time the response gives, or an
 exponential backoff when it gives none.
 
+Renewals: a renewal takes all the store API requests it expects in one decision
+before it claims its cycle (admit_renewal). Renewals of a store get start times
+spaced by their requests over the budget per window, or by the payments rate if
+that is slower, so a window opening does not release a burst of payments that
+the payments host would defer after their PATs were minted. A renewal whose
+start is further away than `max_sleep` is deferred with a ticket (its cycle id)
+that keeps its start time, so deferred renewals come back one by one.
+
+NOTE: the pacing assumes a renewal makes the requests it reserved. Requests it
+makes beyond them are admitted one at a time against the window, unpaced.
+
 Failing closed: when Redis cannot be reached, before() raises LimiterUnavailable
 (a RateLimitWait), so no request and above all no payment is sent. after()
 never raises for Redis errors, because the response it handles has already
