@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from models import utcnow
+from models import MAX_INTEGER, utcnow
 from rebill import logs
 from rebill.connections import CONNECTION_ERRORS, describe_connection_error
 from rebill.errors import InvalidInput, InvalidInputFile, RebillError
@@ -24,6 +24,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Key of the loaded Settings in click's context, for reports_errors.
 SETTINGS_META_KEY = "rebill.settings"
 
+# An id or code argument: PostgreSQL fails a query with an integer larger than
+# an INTEGER column, so a larger one is a usage error naming the argument.
+INTEGER_VALUE = click.IntRange(min=0, max=MAX_INTEGER)
 PLANS = ("standard", "plus", "pro", "enterprise")
 # Maximum lengths of the stores columns for the name and the two URLs.
 MAX_NAME_LENGTH = 200

@@ -19,7 +19,14 @@ import sqlalchemy as sa
 
 from models import ChargeAttempt, CycleState, Store, utcnow
 from rebill import actions
-from rebill.cli import load_runtime, main, reports_errors, stores, subscriptions
+from rebill.cli import (
+    INTEGER_VALUE,
+    load_runtime,
+    main,
+    reports_errors,
+    stores,
+    subscriptions,
+)
 from rebill.errors import InvalidInput, RecordNotFound
 from rebill.failures import FailureRow, list_failures
 from rebill.policy import (
@@ -70,7 +77,7 @@ def store_id(session: sa.orm.Session, store_hash: str) -> int:
     "--code",
     "codes",
     multiple=True,
-    type=int,
+    type=INTEGER_VALUE,
     help="Only cycles whose last error code is this one; repeat for several.",
 )
 @click.option(
@@ -152,7 +159,7 @@ def cycles() -> None:
 
 
 @cycles.command("show")
-@click.argument("cycle_id", type=int)
+@click.argument("cycle_id", type=INTEGER_VALUE)
 @reports_errors
 def cycles_show(cycle_id: int) -> None:
     """Show a cycle and every charge attempt made for it."""
@@ -201,7 +208,7 @@ def run_action(action: Callable[[sa.orm.Session], actions.ActionResult]) -> None
 
 
 @cycles.command("approve")
-@click.argument("cycle_id", type=int)
+@click.argument("cycle_id", type=INTEGER_VALUE)
 @reports_errors
 def cycles_approve(cycle_id: int) -> None:
     """Release a cycle waiting in review, such as a late renewal, to be charged."""
@@ -213,7 +220,7 @@ def cycles_approve(cycle_id: int) -> None:
 
 
 @cycles.command("retry")
-@click.argument("cycle_id", type=int)
+@click.argument("cycle_id", type=INTEGER_VALUE)
 @reports_errors
 def cycles_retry(cycle_id: int) -> None:
     """Charge a cycle again now, after reconciling it if it may be paid."""
@@ -231,7 +238,7 @@ def cycles_retry(cycle_id: int) -> None:
 
 
 @cycles.command("skip")
-@click.argument("cycle_id", type=int)
+@click.argument("cycle_id", type=INTEGER_VALUE)
 @reports_errors
 def cycles_skip(cycle_id: int) -> None:
     """Bill nothing for a cycle; its subscription leaves dunning."""
@@ -243,7 +250,7 @@ def cycles_skip(cycle_id: int) -> None:
 
 
 @subscriptions.command("cancel")
-@click.argument("subscription_id", type=int)
+@click.argument("subscription_id", type=INTEGER_VALUE)
 @reports_errors
 def subscriptions_cancel(subscription_id: int) -> None:
     """Cancel a subscription now and skip its cycles waiting to be charged."""

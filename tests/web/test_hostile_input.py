@@ -6,13 +6,14 @@ DataError (NUL in text, integer out of range) and the API answered 500.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from models import MAX_INTEGER
+from models import MAX_INTEGER, AuditEntry
 from rebill.runtime import Runtime
 from tests.web.conftest import StoreKey, new_subscription
 from tests.web.test_api import count_subscriptions, create, error_fields
-from tests.web.test_dashboard import csrf_token
+from tests.web.test_dashboard import csrf_token, failed_cycle, sign_in
 
 
 def test_instrument_nul_is_rejected(client: FlaskClient, store_a: StoreKey) -> None:
@@ -128,3 +129,19 @@ def test_csv_customer_id_superscript_digit(
 
     assert response.status_code == 422, response.json
     assert "customer_id" in error_fields(response)
+
+
+def test_action_note_with_nul_is_rejected(
+    client: FlaskClient, runtime: Runtime, store_a: StoreKey
+) -> None:
+    cycle_id = failed_cycle(runtime, store_a)
+    sign_in(client, runtime)
+    token = csrf_token(client.get(f"/renewals/{cycle_id}").get_data(as_text=True))
+
+    response = client.post(
+        f"/renewals/{cycle_id}/skip", data={"csrf_token": token, "note": "a\x00b"}
+    )
+
+    assert response.status_code == 400
+    with runtime.sessions() as session:
+        assert session.scalars(sa.select(AuditEntry)).all() == []
