@@ -153,9 +153,9 @@ class WorkerPool:
     """The Celery worker processes of the run; a killed one is replaced.
 
     Like a container orchestrator running `rebill health worker`, the pool
-    replaces a worker that fails two pings in a row. Celery 5.7 with kombu 5.7
-    sometimes stops consuming after Redis restarts (kombu raises while it
-    closes the lost connection), and such a worker no longer answers pings.
+    replaces a worker that fails two pings in a row. With Celery 5.7 and kombu
+    5.7 a worker sometimes stops consuming after a Redis restart, because kombu
+    raises while it closes the lost connection. Such a worker ignores pings.
     """
 
     def __init__(self, settings: Settings, folder: Path) -> None:
@@ -185,7 +185,7 @@ class WorkerPool:
         self.start()
 
     def replace_unhealthy(self) -> int:
-        """Ping each worker old enough to answer; replace those failing twice."""
+        """Ping each worker past its start-up; replace one failing twice in a row."""
         now = time.monotonic()
         if now - self.last_check < HEALTH_CHECK_SECONDS:
             return 0
@@ -248,11 +248,18 @@ def postgres_url(postgres_admin: sa.Engine | None) -> Iterator[str]:
 
 
 @pytest.fixture
-def fault_runtime(postgres_url: str, redis_url: str) -> Iterator[Runtime]:
+def fault_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test alone, so its restarts never reach other tests."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def fault_runtime(postgres_url: str, fault_redis: EmbeddedRedis) -> Iterator[Runtime]:
     settings = replace(
         Settings.from_env({}),
         database_url=postgres_url,
-        redis_url=redis_url,
+        redis_url=fault_redis.url,
         secret_key=TEST_SECRET_KEY,
         http_read_timeout=READ_TIMEOUT_SECONDS,
         charge_lease=4.0,
@@ -350,7 +357,7 @@ def chaos_plan(rng: random.Random) -> list[tuple[float, str]]:
 
 
 def test_renewals_survive_faults(
-    fault_runtime: Runtime, redis_server: EmbeddedRedis, tmp_path: Path
+    fault_runtime: Runtime, fault_redis: EmbeddedRedis, tmp_path: Path
 ) -> None:
     seed_value = int(os.environ.get("REBILL_FAULT_SEED") or secrets.randbelow(10**9))
     print(f"fault suite seed: {seed_value} (replay: REBILL_FAULT_SEED={seed_value})")
@@ -361,7 +368,7 @@ def test_renewals_survive_faults(
         seed(runtime, sandbox, utcnow())
         enqueue = celery_enqueue(runtime)
         workers = WorkerPool(runtime.settings, tmp_path)
-        chaos = Chaos(rng, sandbox, runtime, redis_server, enqueue, workers)
+        chaos = Chaos(rng, sandbox, runtime, fault_redis, enqueue, workers)
         try:
             for _ in range(WORKERS):
                 workers.start()
