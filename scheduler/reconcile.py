@@ -83,7 +83,12 @@ class OrderReading:
 
 
 def run_checks(runtime: Runtime, now: datetime) -> CheckResult:
-    """Run every check that is due at `now`."""
+    """Run every check that is due at `now`.
+
+    NOTE: the checks run one after another inside the tick, so a store API that
+    answers slowly lengthens the tick by up to two read timeouts per cycle, for
+    at most REBILL_RECONCILE_BATCH_SIZE cycles of each kind.
+    """
     limit = runtime.settings.reconcile_batch_size
     return CheckResult(
         reconciled=check_due(runtime, now, RECONCILED_STATES, reconcile_cycle, limit),
